@@ -1,0 +1,148 @@
+//! Filesystem modules: they recognise a volume, describe it, and say which
+//! clusters are in use. They only read.
+
+pub mod ext;
+pub mod raw;
+
+use crate::allocmap::AllocationMap;
+use crate::error::{Error, Result};
+use crate::source::Source;
+
+/// The filesystem the user asked for (`--fs-type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsChoice {
+    /// Recognise it from its signature.
+    Auto,
+    /// ext2, ext3 or ext4.
+    Ext,
+    /// Any content: every cluster is copied.
+    Raw,
+}
+
+/// The filesystem found on a volume; its code is stored in image headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FsKind {
+    /// Unknown content copied whole.
+    Raw,
+    /// ext2 (no journal).
+    Ext2,
+    /// ext3 (journal, no ext4 features).
+    Ext3,
+    /// ext4.
+    Ext4,
+}
+
+impl FsKind {
+    /// The user-visible name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FsKind::Raw => "raw",
+            FsKind::Ext2 => "ext2",
+            FsKind::Ext3 => "ext3",
+            FsKind::Ext4 => "ext4",
+        }
+    }
+
+    /// The code stored in an image header (formats/fsimg-image.md).
+    pub fn code(self) -> u16 {
+        match self {
+            FsKind::Raw => 1,
+            FsKind::Ext2 => 2,
+            FsKind::Ext3 => 3,
+            FsKind::Ext4 => 4,
+        }
+    }
+
+    /// The kind for an image header code, if known.
+    pub fn from_code(code: u16) -> Option<Self> {
+        Some(match code {
+            1 => FsKind::Raw,
+            2 => FsKind::Ext2,
+            3 => FsKind::Ext3,
+            4 => FsKind::Ext4,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a filesystem is not clean, and how to repair it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unclean {
+    /// What is wrong ("the filesystem has errors").
+    pub problem: String,
+    /// The repair ("run e2fsck -f").
+    pub hint: &'static str,
+}
+
+/// The used clusters of a volume and what the filesystem's own counts say
+/// about them.
+#[derive(Debug)]
+pub struct Allocation {
+    /// One bit per cluster.
+    pub map: AllocationMap,
+    /// Disagreements between the map and the filesystem's counters. Copying
+    /// such a volume needs `--ignore-fs-check`.
+    pub inconsistencies: Vec<String>,
+}
+
+/// A recognised filesystem.
+pub trait Filesystem {
+    /// Which filesystem this is.
+    fn kind(&self) -> FsKind;
+
+    /// Allocation unit, in bytes.
+    fn cluster_size(&self) -> u32;
+
+    /// Size of the volume in bytes (everything a copy must reproduce).
+    fn device_size(&self) -> u64;
+
+    /// Lines for `fsimg info`: (field, value).
+    fn describe(&self) -> Vec<(&'static str, String)>;
+
+    /// Why the volume is not clean, if it is not.
+    fn unclean(&self) -> Option<Unclean>;
+
+    /// The repair tool to suggest for inconsistencies.
+    fn fsck_hint(&self) -> &'static str;
+
+    /// Reads the allocation map from the volume.
+    fn allocation(&self, src: &dyn Source) -> Result<Allocation>;
+}
+
+/// Recognises the filesystem on `src`.
+pub fn open(src: &dyn Source, choice: FsChoice) -> Result<Box<dyn Filesystem>> {
+    match choice {
+        FsChoice::Raw => Ok(Box::new(raw::Raw::new(src))),
+        FsChoice::Ext => Ok(Box::new(ext::Ext::open(src)?)),
+        FsChoice::Auto => {
+            if ext::Ext::probe(src)? {
+                return Ok(Box::new(ext::Ext::open(src)?));
+            }
+            Err(Error::UnknownFilesystem {
+                name: src.name().to_string(),
+                found: describe_unknown(src)?,
+            })
+        }
+    }
+}
+
+/// A short description of what an unrecognised volume starts with.
+fn describe_unknown(src: &dyn Source) -> Result<String> {
+    let n = src.size().min(4096) as usize;
+    if n < 2048 {
+        return Ok(format!("the source is only {} bytes long", src.size()));
+    }
+    let head = src.read_vec(0, n)?;
+    let magic = crate::bytes::u16le(&head, 1024 + 0x38);
+    Ok(if head.iter().all(|&b| b == 0) {
+        "the first 4 KiB are all zeros".to_string()
+    } else if &head[3..11] == b"NTFS    " {
+        "an NTFS boot sector, which this version cannot read yet".to_string()
+    } else if &head[0x52..0x57] == b"FAT32" || &head[0x36..0x39] == b"FAT" {
+        "a FAT boot sector, which this version cannot read yet".to_string()
+    } else {
+        format!(
+            "no ext superblock magic at byte 1080 (found 0x{magic:04x}), no NTFS or FAT boot sector"
+        )
+    })
+}

@@ -1,0 +1,33 @@
+//! fsimg: a filesystem-aware disk imager.
+//!
+//! The pipeline is `Source -> Filesystem -> AllocationMap -> copier -> Sink`:
+//!
+//! * a [`source::Source`] is a read-only volume (a regular file or a block
+//!   device), read with positioned reads;
+//! * a [`fs::Filesystem`] answers questions about the volume (geometry,
+//!   state, which clusters are in use) and never writes;
+//! * an [`allocmap::AllocationMap`] holds one bit per cluster and yields the
+//!   runs of used clusters;
+//! * the [`copier`] turns runs into large reads on one thread while the
+//!   [`sink::Sink`] writes on another;
+//! * sinks write a sparse file, a device, zero-filled standard output, or the
+//!   special image format ([`image`]).
+//!
+//! Library code never prints and never exits: it reports through
+//! [`report::Report`] and returns [`error::Error`].
+
+#![forbid(unsafe_code)]
+
+pub mod allocmap;
+pub mod bytes;
+pub mod copier;
+pub mod error;
+pub mod fs;
+pub mod image;
+pub mod ops;
+pub mod report;
+pub mod safety;
+pub mod sink;
+pub mod source;
+
+pub use error::{Error, Result};

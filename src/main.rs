@@ -1,0 +1,243 @@
+//! The `fsimg` command: parses flags into a plan and runs it.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use fsimg::error::Error;
+use fsimg::fs::FsChoice;
+use fsimg::ops::{self, Checks, Output};
+use fsimg::report::Report;
+
+const EXAMPLES: &str = "\
+Examples:
+  fsimg -o clone.img /dev/sdb1              sparse clone: only used blocks written
+  fsimg -O /dev/sdc1 /dev/sdb1              clone onto an existing partition
+  fsimg -o - /dev/sdb1 | gzip -c > sdb1.gz  whole volume to stdout, unused space as zeros
+  fsimg info /dev/sdb1                      filesystem, block size, used blocks, state
+
+Exit status: 0 success, 1 error, 2 bad command line.";
+
+/// Filesystem-aware disk imager: copies only the clusters a filesystem uses.
+#[derive(Parser, Debug)]
+#[command(
+    name = "fsimg",
+    version,
+    after_help = EXAMPLES,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// Write to a new FILE (refuses an existing one); `-` is standard output.
+    #[arg(short = 'o', long, value_name = "FILE", conflicts_with = "overwrite")]
+    output: Option<PathBuf>,
+
+    /// Write to FILE or device, which may exist: only used clusters are written.
+    #[arg(short = 'O', long, value_name = "FILE")]
+    overwrite: Option<PathBuf>,
+
+    /// Copy even if the filesystem is not clean or the source is mounted.
+    #[arg(short = 'f', long)]
+    force: bool,
+
+    /// Copy even if the filesystem's counts disagree with its bitmaps.
+    #[arg(long)]
+    ignore_fs_check: bool,
+
+    /// No progress and no summary.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+
+    /// Filesystem of the source.
+    #[arg(long, value_enum, default_value_t = FsTypeArg::Auto)]
+    fs_type: FsTypeArg,
+
+    /// The volume to copy: a block device or an image file.
+    #[arg(value_name = "SOURCE")]
+    source: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Describe a volume: filesystem, sizes, used clusters, state.
+    Info {
+        /// Filesystem of the source.
+        #[arg(long, value_enum, default_value_t = FsTypeArg::Auto)]
+        fs_type: FsTypeArg,
+        /// A block device or image file.
+        path: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum FsTypeArg {
+    /// Recognise the filesystem.
+    Auto,
+    /// ext2, ext3 or ext4.
+    Ext,
+    /// Copy every block (unknown filesystems, whole disks).
+    Raw,
+}
+
+impl From<FsTypeArg> for FsChoice {
+    fn from(a: FsTypeArg) -> Self {
+        match a {
+            FsTypeArg::Auto => FsChoice::Auto,
+            FsTypeArg::Ext => FsChoice::Ext,
+            FsTypeArg::Raw => FsChoice::Raw,
+        }
+    }
+}
+
+/// Progress and warnings on standard error.
+struct Stderr {
+    progress: bool,
+    start: Instant,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Stderr {
+    fn new(quiet: bool) -> Self {
+        Stderr {
+            progress: !quiet && std::io::stderr().is_terminal(),
+            start: Instant::now(),
+            last: Mutex::new(None),
+        }
+    }
+
+    fn clear_line(&self) {
+        if self.progress && self.last.lock().map(|l| l.is_some()).unwrap_or(false) {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+impl Report for Stderr {
+    fn progress(&self, done: u64, total: u64) {
+        if !self.progress {
+            return;
+        }
+        let now = Instant::now();
+        let mut last = self.last.lock().expect("progress lock");
+        if last.is_some_and(|l| now - l < Duration::from_millis(250)) && done < total {
+            return;
+        }
+        *last = Some(now);
+        let secs = (now - self.start).as_secs_f64().max(1e-3);
+        let rate = done as f64 / secs;
+        let pct = if total > 0 {
+            done as f64 * 100.0 / total as f64
+        } else {
+            100.0
+        };
+        let eta = if rate > 0.0 {
+            (total.saturating_sub(done)) as f64 / rate
+        } else {
+            0.0
+        };
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[K{} of {} ({pct:.1}%)  {}/s  ETA {}",
+            human(done),
+            human(total),
+            human(rate as u64),
+            hms(eta)
+        );
+        let _ = err.flush();
+    }
+
+    fn warn(&self, msg: &str) {
+        self.clear_line();
+        eprintln!("fsimg: warning: {msg}");
+    }
+}
+
+fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    let report = Stderr::new(cli.quiet);
+    if let Some(Command::Info { fs_type, path }) = cli.command {
+        let lines = ops::info_volume(&path, fs_type.into())?;
+        let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+        let mut out = std::io::stdout().lock();
+        for (k, v) in lines {
+            let _ = writeln!(out, "{k:width$}  {v}");
+        }
+        return Ok(());
+    }
+    let source = cli
+        .source
+        .ok_or_else(|| Error::Usage("no SOURCE given (see fsimg --help)".into()))?;
+    let output = match (cli.output, cli.overwrite) {
+        (Some(p), None) if p.as_os_str() == "-" => Output::Stdout,
+        (Some(p), None) => Output::New(p),
+        (None, Some(p)) => Output::Overwrite(p),
+        _ => {
+            return Err(Error::Usage(
+                "say where to write: -o FILE, -o - (standard output) or -O FILE_OR_DEVICE".into(),
+            ));
+        }
+    };
+    let checks = Checks {
+        force: cli.force,
+        ignore_fs_check: cli.ignore_fs_check,
+    };
+    let summary = ops::clone(&source, &output, cli.fs_type.into(), checks, &report)?;
+    report.clear_line();
+    if !cli.quiet {
+        let secs = report.start.elapsed().as_secs_f64();
+        eprintln!(
+            "fsimg: {}: copied {} used of {} ({} of {} clusters of {} bytes) in {:.1} s, {}/s",
+            summary.fs,
+            human(summary.stats.bytes),
+            human(summary.device_size),
+            summary.used_clusters,
+            summary.total_clusters,
+            summary.cluster_size,
+            secs,
+            human((summary.stats.bytes as f64 / secs.max(1e-3)) as u64)
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fsimg: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

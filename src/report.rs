@@ -1,0 +1,14 @@
+//! How library code tells the user what is happening, without printing.
+
+/// Receives progress and warnings from a running operation.
+pub trait Report: Sync {
+    /// `done` of `total` bytes have been handled.
+    fn progress(&self, _done: u64, _total: u64) {}
+    /// Something the user should know; the operation goes on.
+    fn warn(&self, _msg: &str) {}
+}
+
+/// A report that discards everything.
+pub struct Silent;
+
+impl Report for Silent {}

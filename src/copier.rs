@@ -219,12 +219,12 @@ pub fn copy(
         let mut stats = CopyStats::default();
         for chunk in full_rx.iter() {
             let chunk = chunk?;
-            sink.write_chunk(&chunk)?;
             stats.bytes += chunk.data.len() as u64;
             stats.chunks += 1;
+            let back = sink.write_chunk(chunk)?;
             report.progress(stats.bytes, total);
             // The reader may have finished; a lost buffer is fine then.
-            let _ = free_tx.send(chunk);
+            let _ = free_tx.send(back.unwrap_or_default());
         }
         Ok(stats)
     })
@@ -237,11 +237,11 @@ mod tests {
 
     struct Collect(Vec<(u64, Vec<u8>)>);
     impl Sink for Collect {
-        fn write_chunk(&mut self, chunk: &Chunk) -> Result<()> {
+        fn write_chunk(&mut self, chunk: Chunk) -> Result<Option<Chunk>> {
             for (e, d) in chunk.pieces() {
                 self.0.push((e.offset, d.to_vec()));
             }
-            Ok(())
+            Ok(Some(chunk))
         }
         fn finish(&mut self) -> Result<()> {
             Ok(())

@@ -25,6 +25,7 @@ pub mod error;
 pub mod fs;
 pub mod image;
 pub mod ops;
+pub mod pool;
 pub mod report;
 pub mod safety;
 pub mod sink;

@@ -18,6 +18,11 @@ Examples:
   fsimg -O /dev/sdc1 /dev/sdb1              clone onto an existing partition
   fsimg -o - /dev/sdb1 | gzip -c > sdb1.gz  whole volume to stdout, unused space as zeros
   fsimg info /dev/sdb1                      filesystem, block size, used blocks, state
+  fsimg -s -o - /dev/sda1 | gzip -c > sda1.img.gz
+  gunzip -c sda1.img.gz | fsimg -r -O /dev/sda1 -
+  fsimg -s -z -o sda1.fsimg /dev/sda1       special image, zstd-compressed on every core
+  fsimg -r -o restored.img sda1.fsimg       restore to a new sparse file
+  fsimg verify sda1.fsimg                   check every checksum and the trailer
 
 Exit status: 0 success, 1 error, 2 bad command line.";
 
@@ -53,11 +58,30 @@ struct Cli {
     #[arg(short = 'q', long)]
     quiet: bool,
 
+    /// Write the special image format instead of a volume.
+    #[arg(short = 's', long, conflicts_with = "restore_image")]
+    save_image: bool,
+
+    /// SOURCE is a special image (`-` for standard input) to restore.
+    #[arg(short = 'r', long)]
+    restore_image: bool,
+
+    /// Compress the image's records with zstd at LEVEL (1-22; 3 if no LEVEL).
+    #[arg(short = 'z', long = "compress", value_name = "LEVEL", num_args = 0..=1,
+          default_missing_value = "3", value_parser = clap::value_parser!(i32).range(1..=22),
+          requires = "save_image")]
+    compress: Option<i32>,
+
+    /// Threads compressing or decompressing records (default: every core).
+    #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
+
     /// Filesystem of the source.
     #[arg(long, value_enum, default_value_t = FsTypeArg::Auto)]
     fs_type: FsTypeArg,
 
-    /// The volume to copy: a block device or an image file.
+    /// The volume to copy (a block device or a volume image), or with -r the
+    /// special image to restore (`-` for standard input).
     #[arg(value_name = "SOURCE")]
     source: Option<PathBuf>,
 }
@@ -69,7 +93,16 @@ enum Command {
         /// Filesystem of the source.
         #[arg(long, value_enum, default_value_t = FsTypeArg::Auto)]
         fs_type: FsTypeArg,
-        /// A block device or image file.
+        /// A block device, volume image or special image.
+        path: PathBuf,
+    },
+    /// Read a special image through and check every checksum, the order of
+    /// its records and its trailer; exit 0 only if all is well.
+    Verify {
+        /// Threads decompressing and checking (default: every core).
+        #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
+        /// The image (`-` for standard input).
         path: PathBuf,
     },
 }
@@ -178,16 +211,37 @@ fn hms(secs: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+fn thread_count(arg: Option<u16>) -> usize {
+    arg.map(usize::from)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
+}
+
 fn run(cli: Cli) -> Result<(), Error> {
     let report = Stderr::new(cli.quiet);
-    if let Some(Command::Info { fs_type, path }) = cli.command {
-        let lines = ops::info_volume(&path, fs_type.into())?;
-        let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
-        let mut out = std::io::stdout().lock();
-        for (k, v) in lines {
-            let _ = writeln!(out, "{k:width$}  {v}");
+    match cli.command {
+        Some(Command::Info { fs_type, path }) => {
+            let lines = ops::info(&path, fs_type.into())?;
+            let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            let mut out = std::io::stdout().lock();
+            for (k, v) in lines {
+                let _ = writeln!(out, "{k:width$}  {v}");
+            }
+            return Ok(());
         }
-        return Ok(());
+        Some(Command::Verify { threads, path }) => {
+            let s = ops::verify(&path, thread_count(threads), &report)?;
+            report.clear_line();
+            println!(
+                "{}: OK: {} records, {} used bytes of {}, {} bad ranges",
+                path.display(),
+                s.trailer.records,
+                s.trailer.used_bytes,
+                s.header.device_size,
+                s.trailer.bad_ranges.len()
+            );
+            return Ok(());
+        }
+        None => {}
     }
     let source = cli
         .source
@@ -206,7 +260,29 @@ fn run(cli: Cli) -> Result<(), Error> {
         force: cli.force,
         ignore_fs_check: cli.ignore_fs_check,
     };
-    let summary = ops::clone(&source, &output, cli.fs_type.into(), checks, &report)?;
+    let threads = thread_count(cli.threads);
+    if cli.restore_image {
+        let s = ops::restore(&source, &output, threads, &report)?;
+        report.clear_line();
+        if !cli.quiet {
+            eprintln!(
+                "fsimg: restored {} used of {} in {:.1} s",
+                human(s.trailer.used_bytes),
+                human(s.header.device_size),
+                report.start.elapsed().as_secs_f64()
+            );
+        }
+        return Ok(());
+    }
+    let summary = if cli.save_image {
+        let opts = ops::SaveOptions {
+            zstd_level: cli.compress,
+            threads,
+        };
+        ops::save(&source, &output, cli.fs_type.into(), checks, opts, &report)?
+    } else {
+        ops::clone(&source, &output, cli.fs_type.into(), checks, &report)?
+    };
     report.clear_line();
     if !cli.quiet {
         let secs = report.start.elapsed().as_secs_f64();

@@ -1,14 +1,22 @@
 //! The operations the command line runs: each takes a validated plan and
 //! reports through [`Report`].
 
+use std::fs::File;
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::thread;
 
-use crate::copier::{self, CopyOptions, CopyStats};
+use crate::copier::{self, Chunk, CopyOptions, CopyStats};
 use crate::error::{Error, Result};
-use crate::fs::{self, Allocation, Filesystem, FsChoice};
+use crate::fs::{self, Allocation, Filesystem, FsChoice, FsKind};
+use crate::image::record::RawRecord;
+use crate::image::{self, Header, ImageError, ImageReader, ImageWriter, Trailer, header};
+use crate::pool::OrderedPool;
 use crate::report::Report;
 use crate::safety;
-use crate::sink::{FileMode, FileSink, Sink, StdoutSink};
+use crate::sink::{FileMode, FileSink, OutputFile, Sink, StdoutSink};
 use crate::source::{FileSource, Source};
 
 /// Where a copy goes.
@@ -98,22 +106,19 @@ pub fn allocation(opened: &Opened, checks: Checks, report: &dyn Report) -> Resul
     Ok(alloc)
 }
 
-/// Opens the sink for a clone of a volume of `device_size` bytes.
-pub fn clone_sink(output: &Output, device_size: u64, src: &FileSource) -> Result<Box<dyn Sink>> {
+/// Opens the sink that rebuilds a volume of `device_size` bytes.
+/// `source` is the file read from, which the target must not be.
+pub fn volume_sink(
+    output: &Output,
+    device_size: u64,
+    source: Option<&File>,
+) -> Result<Box<dyn Sink>> {
     Ok(match output {
         Output::Stdout => Box::new(StdoutSink::new(device_size)?),
-        Output::New(p) => Box::new(FileSink::open(
-            p,
-            FileMode::Create,
-            device_size,
-            src.file(),
-        )?),
-        Output::Overwrite(p) => Box::new(FileSink::open(
-            p,
-            FileMode::Overwrite,
-            device_size,
-            src.file(),
-        )?),
+        Output::New(p) => Box::new(FileSink::open(p, FileMode::Create, device_size, source)?),
+        Output::Overwrite(p) => {
+            Box::new(FileSink::open(p, FileMode::Overwrite, device_size, source)?)
+        }
     })
 }
 
@@ -127,7 +132,7 @@ pub fn clone(
 ) -> Result<Summary> {
     let opened = open_source(source, choice, checks)?;
     let device_size = opened.fs.device_size();
-    let mut sink = clone_sink(output, device_size, &opened.src)?;
+    let mut sink = volume_sink(output, device_size, Some(opened.src.file()))?;
     let alloc = allocation(&opened, checks, report)?;
     let stats = copier::copy(
         &opened.src,
@@ -137,14 +142,287 @@ pub fn clone(
         report,
     )?;
     sink.finish()?;
-    Ok(Summary {
+    Ok(summary(&opened, &alloc, stats))
+}
+
+fn summary(opened: &Opened, alloc: &Allocation, stats: CopyStats) -> Summary {
+    Summary {
         fs: opened.fs.kind().name(),
-        device_size,
+        device_size: opened.fs.device_size(),
         cluster_size: alloc.map.cluster_size(),
         used_clusters: alloc.map.used_clusters(),
         total_clusters: alloc.map.total_clusters(),
         stats,
+    }
+}
+
+/// How to write a special image.
+#[derive(Clone, Copy, Debug)]
+pub struct SaveOptions {
+    /// zstd level, or `None` for verbatim records.
+    pub zstd_level: Option<i32>,
+    /// Threads compressing.
+    pub threads: usize,
+}
+
+/// Saves the used clusters of `source` as a special image.
+pub fn save(
+    source: &Path,
+    output: &Output,
+    choice: FsChoice,
+    checks: Checks,
+    opts: SaveOptions,
+    report: &dyn Report,
+) -> Result<Summary> {
+    let opened = open_source(source, choice, checks)?;
+    let cs = opened.fs.cluster_size();
+    if cs > image::MAX_RECORD_PAYLOAD {
+        return Err(Error::Usage(format!(
+            "the cluster size {cs} is larger than the image format allows ({})",
+            image::MAX_RECORD_PAYLOAD
+        )));
+    }
+    let out = match output {
+        Output::Stdout => OutputFile::stdout()?,
+        Output::New(p) => OutputFile::open(p, FileMode::Create, Some(opened.src.file()))?,
+        Output::Overwrite(p) => OutputFile::open(p, FileMode::Overwrite, Some(opened.src.file()))?,
+    };
+    let alloc = allocation(&opened, checks, report)?;
+    let map = &alloc.map;
+    let max_record = (image::RECORD_PAYLOAD / cs).max(1) * cs;
+    let header = Header {
+        minor: header::MINOR,
+        fs: opened.fs.kind().code(),
+        flags: 0,
+        cluster_size: cs,
+        device_size: map.device_size(),
+        total_clusters: map.total_clusters(),
+        used_clusters: map.used_clusters(),
+        used_bytes: map.used_bytes(),
+        compression: if opts.zstd_level.is_some() {
+            header::COMPRESSION_ZSTD
+        } else {
+            header::COMPRESSION_NONE
+        },
+        max_record,
+        writer: concat!("fsimg ", env!("CARGO_PKG_VERSION")).to_string(),
+    };
+    let name = out.name().to_string();
+    let mut writer = ImageWriter::new(out, &name, &header, opts.zstd_level, opts.threads)?;
+    let copy_opts = CopyOptions {
+        chunk_bytes: u64::from(max_record),
+        ..CopyOptions::default()
+    };
+    let stats = copier::copy(&opened.src, map, &mut writer, &copy_opts, report)?;
+    writer.finish()?;
+    writer.into_inner().commit()?;
+    Ok(summary(&opened, &alloc, stats))
+}
+
+/// An image opened for reading: a file or standard input.
+pub struct ImageInput {
+    /// The stream, buffered.
+    pub reader: ImageReader<BufReader<Box<dyn Read + Send>>>,
+    /// The image file (`None` for standard input), for identity checks.
+    pub file: Option<File>,
+}
+
+/// Opens `path` (`-` is standard input) and reads its header.
+pub fn open_image(path: &Path) -> Result<ImageInput> {
+    let (stream, file, name): (Box<dyn Read + Send>, Option<File>, String) =
+        if path.as_os_str() == "-" {
+            let f = stdin_file()?;
+            (Box::new(f), None, "standard input".into())
+        } else {
+            let f = File::open(path).map_err(|e| Error::Open {
+                path: path.to_path_buf(),
+                source: e,
+            })?;
+            let keep = f
+                .try_clone()
+                .map_err(|e| Error::io("cannot open", path, e))?;
+            (Box::new(f), Some(keep), path.display().to_string())
+        };
+    let reader = ImageReader::new(BufReader::with_capacity(1 << 20, stream), &name)?;
+    Ok(ImageInput { reader, file })
+}
+
+fn stdin_file() -> Result<File> {
+    std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .map_err(|e| Error::io("cannot use", "standard input", e))
+}
+
+/// What reading an image found.
+#[derive(Clone, Debug)]
+pub struct ImageSummary {
+    /// The header.
+    pub header: Header,
+    /// The trailer.
+    pub trailer: Trailer,
+}
+
+/// Reads every record of `input` on a reader thread, decodes and checks
+/// them on `threads` threads, and hands the chunks, in order, to `consume`.
+pub fn read_records<R: Read + Send>(
+    mut reader: ImageReader<R>,
+    threads: usize,
+    report: &dyn Report,
+    mut consume: impl FnMut(Chunk) -> Result<()>,
+) -> Result<ImageSummary> {
+    let header = reader.header().clone();
+    let depth = 2 * threads.max(1);
+    let (tx, rx) = sync_channel::<Result<RawRecord>>(depth);
+    let mut pool: OrderedPool<RawRecord, Result<Chunk, ImageError>> =
+        OrderedPool::new(threads, || {
+            let mut dctx = None;
+            move |r: RawRecord| r.decode(&mut dctx)
+        });
+    thread::scope(|s| {
+        let reading = s.spawn(move || {
+            loop {
+                match reader.next_record() {
+                    Ok(Some(r)) => {
+                        if tx.send(Ok(r)).is_err() {
+                            return None;
+                        }
+                    }
+                    Ok(None) => return reader.trailer().cloned(),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return None;
+                    }
+                }
+            }
+        });
+        let mut done = 0u64;
+        let mut deliver = |chunk: Chunk| -> Result<()> {
+            done += chunk.data.len() as u64;
+            consume(chunk)?;
+            report.progress(done, header.used_bytes);
+            Ok(())
+        };
+        for raw in rx.iter() {
+            pool.submit(raw?);
+            if pool.in_flight() >= depth as u64 {
+                deliver(pool.next_result().expect("in flight")?)?;
+            }
+        }
+        while let Some(chunk) = pool.next_result() {
+            deliver(chunk?)?;
+        }
+        drop(rx);
+        let trailer = reading
+            .join()
+            .expect("the image reader thread does not panic");
+        // The channel only closes without an error once the trailer is in.
+        let trailer = trailer.expect("the reader ended at the trailer");
+        Ok(ImageSummary { header, trailer })
     })
+}
+
+/// Restores an image (`-` is standard input) to `output`.
+pub fn restore(
+    image: &Path,
+    output: &Output,
+    threads: usize,
+    report: &dyn Report,
+) -> Result<ImageSummary> {
+    let input = open_image(image)?;
+    let header = input.reader.header().clone();
+    let mut sink = volume_sink(output, header.device_size, input.file.as_ref())?;
+    if header.flags & header::FLAG_METADATA != 0 {
+        report.warn("this is a metadata-only image: file contents will read as zeros");
+    }
+    let summary = read_records(input.reader, threads, report, |chunk| {
+        sink.write_chunk(chunk).map(drop)
+    })?;
+    sink.finish()?;
+    Ok(summary)
+}
+
+/// Reads a whole image and checks every checksum, the order of the records
+/// and the trailer.
+pub fn verify(image: &Path, threads: usize, report: &dyn Report) -> Result<ImageSummary> {
+    let input = open_image(image)?;
+    read_records(input.reader, threads, report, |_| Ok(()))
+}
+
+/// `fsimg info` on a path: an image's header and trailer, or a volume.
+pub fn info(path: &Path, choice: FsChoice) -> Result<Vec<(&'static str, String)>> {
+    if path.as_os_str() == "-" {
+        let input = open_image(path)?;
+        return Ok(image_lines(input.reader.header(), None));
+    }
+    let mut f = File::open(path).map_err(|e| Error::Open {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut magic = [0u8; 8];
+    let is_image = f.read_exact(&mut magic).is_ok() && magic == header::MAGIC;
+    if !is_image {
+        return info_volume(path, choice);
+    }
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("cannot seek in", path, e))?;
+    let name = path.display().to_string();
+    let (h, t) = image::reader::read_header_and_trailer(&mut f, &name)?;
+    Ok(image_lines(&h, Some(&t)))
+}
+
+fn image_lines(h: &Header, t: Option<&Trailer>) -> Vec<(&'static str, String)> {
+    let fs = FsKind::from_code(h.fs)
+        .map_or_else(|| format!("unknown ({})", h.fs), |k| k.name().to_string());
+    let mut flags = Vec::new();
+    if h.flags & header::FLAG_METADATA != 0 {
+        flags.push("metadata-only");
+    }
+    if h.flags & header::FLAG_RESCUE != 0 {
+        flags.push("rescue");
+    }
+    let mut lines = vec![
+        (
+            "format",
+            format!("fsimg image {}.{}", header::MAJOR, h.minor),
+        ),
+        ("writer", h.writer.clone()),
+        ("filesystem", fs),
+        ("device size", h.device_size.to_string()),
+        ("cluster size", h.cluster_size.to_string()),
+        ("total clusters", h.total_clusters.to_string()),
+        ("used clusters", h.used_clusters.to_string()),
+        ("used bytes", h.used_bytes.to_string()),
+        (
+            "compression",
+            if h.compression == header::COMPRESSION_ZSTD {
+                "zstd"
+            } else {
+                "none"
+            }
+            .to_string(),
+        ),
+        (
+            "flags",
+            if flags.is_empty() {
+                "none".into()
+            } else {
+                flags.join(", ")
+            },
+        ),
+    ];
+    if let Some(t) = t {
+        lines.push(("records", t.records.to_string()));
+        lines.push(("bad ranges", t.bad_ranges.len().to_string()));
+        for r in &t.bad_ranges {
+            lines.push((
+                "bad range",
+                format!("bytes {}..{} ({} bytes)", r.offset, r.end(), r.len),
+            ));
+        }
+    }
+    lines
 }
 
 /// `fsimg info` on a volume: what the filesystem says about itself and how

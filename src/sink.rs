@@ -17,8 +17,10 @@ use crate::safety;
 
 /// Receives the used bytes of a volume.
 pub trait Sink {
-    /// Writes a chunk; chunks arrive in ascending volume order.
-    fn write_chunk(&mut self, chunk: &Chunk) -> Result<()>;
+    /// Writes a chunk; chunks arrive in ascending volume order. Returns a
+    /// chunk whose buffer the copier may reuse (the same one, or an older
+    /// one a sink that works in the background is done with).
+    fn write_chunk(&mut self, chunk: Chunk) -> Result<Option<Chunk>>;
 
     /// Completes the output (size, trailing zeros, trailer) and syncs it.
     fn finish(&mut self) -> Result<()>;
@@ -48,17 +50,13 @@ impl FileSink {
     /// Opens `path` as the target of a volume of `device_size` bytes,
     /// refusing an existing file in `Create` mode, a mounted or busy
     /// target, the source itself (`source`), and a device that is too small.
-    pub fn open(path: &Path, mode: FileMode, device_size: u64, source: &File) -> Result<Self> {
-        let existing = fs::metadata(path).ok();
-        if mode == FileMode::Create && existing.is_some() {
-            return Err(Error::OutputExists {
-                path: path.to_path_buf(),
-            });
-        }
-        if let Some(meta) = &existing {
-            safety::check_not_same(source, meta, path)?;
-            safety::check_target_not_in_use(path, meta)?;
-        }
+    pub fn open(
+        path: &Path,
+        mode: FileMode,
+        device_size: u64,
+        source: Option<&File>,
+    ) -> Result<Self> {
+        let existing = check_target(path, mode, source)?;
         let is_block_device = existing
             .as_ref()
             .is_some_and(|m| m.file_type().is_block_device());
@@ -126,13 +124,13 @@ impl FileSink {
 }
 
 impl Sink for FileSink {
-    fn write_chunk(&mut self, chunk: &Chunk) -> Result<()> {
+    fn write_chunk(&mut self, chunk: Chunk) -> Result<Option<Chunk>> {
         for (e, data) in chunk.pieces() {
             self.file
                 .write_all_at(data, e.offset)
                 .map_err(|err| self.write_error(e.offset, err))?;
         }
-        Ok(())
+        Ok(Some(chunk))
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -155,6 +153,119 @@ impl Drop for FileSink {
     fn drop(&mut self) {
         if self.created && !self.finished {
             let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// The checks every file target gets before it is opened: `-o` refuses an
+/// existing path; an existing target must not be the source, nor mounted,
+/// nor busy. Returns the target's metadata if it exists.
+fn check_target(
+    path: &Path,
+    mode: FileMode,
+    source: Option<&File>,
+) -> Result<Option<fs::Metadata>> {
+    let existing = fs::metadata(path).ok();
+    if mode == FileMode::Create && existing.is_some() {
+        return Err(Error::OutputExists {
+            path: path.to_path_buf(),
+        });
+    }
+    if let Some(meta) = &existing {
+        if let Some(src) = source {
+            safety::check_not_same(src, meta, path)?;
+        }
+        safety::check_target_not_in_use(path, meta)?;
+    }
+    Ok(existing)
+}
+
+/// A file written front to back (an image), or standard output. A file
+/// this run created is removed unless [`OutputFile::commit`] is reached.
+pub struct OutputFile {
+    file: File,
+    name: String,
+    /// Set while a file we created should be removed on drop.
+    remove: Option<PathBuf>,
+    regular: bool,
+}
+
+impl OutputFile {
+    /// Standard output.
+    pub fn stdout() -> Result<Self> {
+        Ok(OutputFile {
+            file: stdout_file()?,
+            name: "standard output".into(),
+            remove: None,
+            regular: false,
+        })
+    }
+
+    /// A file: new (`Create`) or truncated (`Overwrite`), after the checks
+    /// of [`FileSink::open`].
+    pub fn open(path: &Path, mode: FileMode, source: Option<&File>) -> Result<Self> {
+        let existing = check_target(path, mode, source)?;
+        let mut opts = OpenOptions::new();
+        opts.write(true);
+        match mode {
+            FileMode::Create => opts.create_new(true),
+            FileMode::Overwrite => opts.create(true).truncate(true),
+        };
+        let file = opts.open(path).map_err(|e| match e.kind() {
+            io::ErrorKind::AlreadyExists => Error::OutputExists {
+                path: path.to_path_buf(),
+            },
+            _ => Error::Open {
+                path: path.to_path_buf(),
+                source: e,
+            },
+        })?;
+        let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+        Ok(OutputFile {
+            file,
+            name: path.display().to_string(),
+            // An overwritten file is removed too: a half-written image that
+            // replaced an old one must not pass for complete.
+            remove: (existing.is_none() || regular).then(|| path.to_path_buf()),
+            regular,
+        })
+    }
+
+    /// The name for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Syncs a regular file and keeps it.
+    pub fn commit(mut self) -> Result<()> {
+        if self.regular {
+            self.file
+                .sync_all()
+                .map_err(|e| Error::io("cannot sync", &self.name, e))?;
+        }
+        self.remove = None;
+        Ok(())
+    }
+}
+
+impl Write for OutputFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.file.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for OutputFile {
+    fn drop(&mut self) {
+        if let Some(p) = &self.remove {
+            let _ = fs::remove_file(p);
         }
     }
 }
@@ -209,12 +320,12 @@ pub fn stdout_file() -> Result<File> {
 }
 
 impl Sink for StdoutSink {
-    fn write_chunk(&mut self, chunk: &Chunk) -> Result<()> {
+    fn write_chunk(&mut self, chunk: Chunk) -> Result<Option<Chunk>> {
         for (e, data) in chunk.pieces() {
             self.zeros_to(e.offset)?;
             self.write(data)?;
         }
-        Ok(())
+        Ok(Some(chunk))
     }
 
     fn finish(&mut self) -> Result<()> {

@@ -1,0 +1,333 @@
+//! Streaming image reader: header, records, trailer, front to back, so it
+//! works on a pipe. Every structure is checked before it is trusted.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+
+use super::header::{HEADER_LEN, Header};
+use super::record::{
+    Fixed, Geometry, MAX_PAIR_LEN, RECORD_HEADER_LEN, RawRecord, TAG_DATA, TAG_DATZ, decode_table,
+};
+use super::trailer::{TAG_TRAILER, Trailer};
+use super::{ImageError, IndexBuilder};
+use crate::error::{Error, Result};
+
+/// Reads an image from any byte stream.
+pub struct ImageReader<R> {
+    r: R,
+    name: String,
+    pos: u64,
+    header: Header,
+    geometry: Geometry,
+    prev_end: u64,
+    used_clusters: u64,
+    used_bytes: u64,
+    index: IndexBuilder,
+    trailer: Option<Trailer>,
+}
+
+impl<R: Read> ImageReader<R> {
+    /// Reads and checks the header. `name` names the image in messages.
+    pub fn new(r: R, name: &str) -> Result<Self> {
+        let mut me = ImageReader {
+            r,
+            name: name.to_string(),
+            pos: 0,
+            header: Header {
+                minor: 0,
+                fs: 0,
+                flags: 0,
+                cluster_size: 512,
+                device_size: 0,
+                total_clusters: 0,
+                used_clusters: 0,
+                used_bytes: 0,
+                compression: 0,
+                max_record: 0,
+                writer: String::new(),
+            },
+            geometry: Geometry {
+                cluster_size: 512,
+                device_size: 0,
+                total_clusters: 0,
+            },
+            prev_end: 0,
+            used_clusters: 0,
+            used_bytes: 0,
+            index: IndexBuilder::new(),
+            trailer: None,
+        };
+        let mut prefix = [0u8; 16];
+        me.fill(&mut prefix, "header", 0)?;
+        let len = Header::prefix_len(&prefix)?;
+        let mut b = vec![0u8; len];
+        b[..16].copy_from_slice(&prefix);
+        me.fill(&mut b[16..], "header", 0)?;
+        me.header = Header::from_bytes(&b)?;
+        me.geometry = Geometry {
+            cluster_size: me.header.cluster_size,
+            device_size: me.header.device_size,
+            total_clusters: me.header.total_clusters,
+        };
+        Ok(me)
+    }
+
+    /// The image header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The trailer, once [`Self::next_record`] has returned `None`.
+    pub fn trailer(&self) -> Option<&Trailer> {
+        self.trailer.as_ref()
+    }
+
+    /// Bytes read so far.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Fills `buf`; the end of input is truncation of `what` (at `start`).
+    fn fill(&mut self, buf: &mut [u8], what: &'static str, start: u64) -> Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.r.read(&mut buf[done..]) {
+                Ok(0) => {
+                    return Err(ImageError::Truncated {
+                        what,
+                        offset: start,
+                        end: self.pos,
+                    }
+                    .into());
+                }
+                Ok(n) => {
+                    done += n;
+                    self.pos += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Error::Read {
+                        name: self.name.clone(),
+                        offset: self.pos,
+                        len: (buf.len() - done) as u64,
+                        source: e,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next record, its header and extent table checked; `None` after
+    /// the trailer has been read and checked and the input has ended.
+    pub fn next_record(&mut self) -> Result<Option<RawRecord>> {
+        if self.trailer.is_some() {
+            return Ok(None);
+        }
+        let offset = self.pos;
+        let mut head = [0u8; RECORD_HEADER_LEN];
+        self.fill(&mut head[..4], "record or trailer", offset)?;
+        let tag: [u8; 4] = head[..4].try_into().expect("4 bytes");
+        if tag == TAG_TRAILER {
+            self.read_trailer(offset)?;
+            return Ok(None);
+        }
+        if tag != TAG_DATA && tag != TAG_DATZ {
+            return Err(ImageError::UnknownTag { offset, tag }.into());
+        }
+        self.fill(&mut head[4..], "record header", offset)?;
+        let f = Fixed::from_bytes(&head);
+        let field = |field, value: u64| ImageError::Field {
+            what: "record",
+            offset,
+            field,
+            value,
+        };
+        // Bound what the header asks us to allocate before reading the rest.
+        let max_extents = u64::from(self.header.max_record / self.header.cluster_size) + 1;
+        if f.extents == 0 || u64::from(f.extents) > max_extents {
+            return Err(field("extent count", f.extents.into()).into());
+        }
+        if f.table_len as usize > f.extents as usize * MAX_PAIR_LEN {
+            return Err(field("extent table length", f.table_len.into()).into());
+        }
+        let mut table = vec![0u8; f.table_len as usize];
+        self.fill(&mut table, "record extent table", offset)?;
+        let mut h = crc32fast::Hasher::new();
+        h.update(&head[..32]);
+        h.update(&table);
+        let computed = h.finalize();
+        if computed != f.header_crc {
+            return Err(ImageError::Checksum {
+                what: "record header",
+                offset,
+                stored: f.header_crc,
+                computed,
+            }
+            .into());
+        }
+        if f.raw_len == 0 || f.raw_len > self.header.max_record {
+            return Err(field("raw payload length", f.raw_len.into()).into());
+        }
+        let stored_ok = if f.zstd {
+            f.stored_len as usize <= zstd::zstd_safe::compress_bound(f.raw_len as usize)
+        } else {
+            f.stored_len == f.raw_len
+        };
+        if !stored_ok {
+            return Err(field("stored payload length", f.stored_len.into()).into());
+        }
+        let (extents, end, clusters) =
+            decode_table(offset, &f, &table, &self.geometry, self.prev_end)?;
+        let mut stored = vec![0u8; f.stored_len as usize];
+        self.fill(&mut stored, "record data", offset)?;
+        self.index.push(offset, f.first_cluster);
+        self.prev_end = end;
+        self.used_clusters += clusters;
+        self.used_bytes += u64::from(f.raw_len);
+        Ok(Some(RawRecord {
+            offset,
+            zstd: f.zstd,
+            extents,
+            raw_len: f.raw_len,
+            payload_crc: f.payload_crc,
+            stored,
+        }))
+    }
+
+    fn read_trailer(&mut self, offset: u64) -> Result<()> {
+        let mut len = [0u8; 4];
+        self.fill(&mut len, "trailer", offset)?;
+        let len = Trailer::check_len(offset, u32::from_le_bytes(len))?;
+        let mut b = vec![0u8; len];
+        b[..4].copy_from_slice(&super::trailer::TAG_TRAILER);
+        b[4..8].copy_from_slice(&(len as u32).to_le_bytes());
+        self.fill(&mut b[8..], "trailer", offset)?;
+        let t = Trailer::from_bytes(offset, &b, self.header.device_size)?;
+        let checks = [
+            ("record count", t.records, self.index.records()),
+            ("used clusters", t.used_clusters, self.used_clusters),
+            ("used bytes", t.used_bytes, self.used_bytes),
+            (
+                "header's used clusters",
+                self.header.used_clusters,
+                self.used_clusters,
+            ),
+            (
+                "header's used bytes",
+                self.header.used_bytes,
+                self.used_bytes,
+            ),
+            ("index stride", t.stride, self.index.stride),
+            (
+                "index length",
+                t.index.len() as u64,
+                self.index.entries.len() as u64,
+            ),
+        ];
+        for (field, stored, actual) in checks {
+            if stored != actual {
+                return Err(ImageError::TrailerMismatch {
+                    offset,
+                    field,
+                    stored,
+                    actual,
+                }
+                .into());
+            }
+        }
+        if let Some(k) = (0..t.index.len()).find(|&k| t.index[k] != self.index.entries[k]) {
+            return Err(ImageError::TrailerMismatch {
+                offset,
+                field: "index entry offset",
+                stored: t.index[k].0,
+                actual: self.index.entries[k].0,
+            }
+            .into());
+        }
+        // The image must end here.
+        let mut extra = [0u8; 1];
+        loop {
+            match self.r.read(&mut extra) {
+                Ok(0) => break,
+                Ok(_) => return Err(ImageError::TrailingGarbage { offset: self.pos }.into()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(Error::Read {
+                        name: self.name.clone(),
+                        offset: self.pos,
+                        len: 1,
+                        source: e,
+                    });
+                }
+            }
+        }
+        self.trailer = Some(t);
+        Ok(())
+    }
+}
+
+/// Reads the header and, through the trailer's length at the end, the
+/// trailer of a seekable image, without reading the records (`fsimg info`).
+pub fn read_header_and_trailer(file: &mut File, name: &str) -> Result<(Header, Trailer)> {
+    let header = ImageReader::new(&mut *file, name)?.header;
+    let size = file
+        .seek(SeekFrom::End(0))
+        .map_err(|e| Error::io("cannot seek in", name, e))?;
+    let read_at = |file: &mut File, offset: u64, buf: &mut [u8]| -> Result<()> {
+        file.seek(SeekFrom::Start(offset))
+            .and_then(|_| file.read_exact(buf))
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::UnexpectedEof => ImageError::Truncated {
+                    what: "trailer",
+                    offset,
+                    end: size,
+                }
+                .into(),
+                _ => Error::Read {
+                    name: name.to_string(),
+                    offset,
+                    len: buf.len() as u64,
+                    source: e,
+                },
+            })
+    };
+    let tail_at = size
+        .checked_sub(16)
+        .filter(|&t| t >= HEADER_LEN as u64)
+        .ok_or(ImageError::Truncated {
+            what: "trailer",
+            offset: HEADER_LEN as u64,
+            end: size,
+        })?;
+    let mut tail = [0u8; 16];
+    read_at(file, tail_at, &mut tail)?;
+    if tail[4..12] != super::trailer::END_MAGIC {
+        return Err(ImageError::Truncated {
+            what: "trailer",
+            offset: tail_at,
+            end: size,
+        }
+        .into());
+    }
+    let len = Trailer::check_len(
+        tail_at,
+        u32::from_le_bytes(tail[..4].try_into().expect("4")),
+    )?;
+    let start = size.checked_sub(len as u64).ok_or(ImageError::Truncated {
+        what: "trailer",
+        offset: 0,
+        end: size,
+    })?;
+    let mut b = vec![0u8; len];
+    read_at(file, start, &mut b)?;
+    if b[..4] != TAG_TRAILER {
+        return Err(ImageError::UnknownTag {
+            offset: start,
+            tag: b[..4].try_into().expect("4"),
+        }
+        .into());
+    }
+    let t = Trailer::from_bytes(start, &b, header.device_size)?;
+    Ok((header, t))
+}

@@ -1,0 +1,201 @@
+//! Image writer: a [`Sink`] that encodes chunks as records, compressing
+//! them on every core when asked, and ends the image with its trailer.
+
+use std::io::{self, Write};
+
+use super::IndexBuilder;
+use super::header::Header;
+use super::record::{Layout, encode_head};
+use super::trailer::Trailer;
+use crate::copier::{Chunk, Extent};
+use crate::error::{Error, Result};
+use crate::pool::OrderedPool;
+use crate::sink::Sink;
+
+/// An encoded record: its header and table, and the compressed payload
+/// (`None`: the chunk's own bytes are the payload).
+struct Encoded {
+    head: Vec<u8>,
+    payload: Option<Vec<u8>>,
+    layout: Layout,
+}
+
+type Job = (Chunk, Layout);
+type Done = (Chunk, io::Result<Encoded>);
+
+/// Writes an image to `W`.
+pub struct ImageWriter<W: Write> {
+    out: W,
+    name: String,
+    pos: u64,
+    cluster_size: u32,
+    prev_end: u64,
+    used_clusters: u64,
+    used_bytes: u64,
+    index: IndexBuilder,
+    bad_ranges: Vec<Extent>,
+    pool: Option<OrderedPool<Job, Done>>,
+    max_in_flight: u64,
+    finished: bool,
+}
+
+/// Encodes one record, compressing with `zstd` when given and when that
+/// makes it smaller.
+fn encode(
+    data: &[u8],
+    layout: Layout,
+    zstd: Option<&mut zstd::bulk::Compressor<'static>>,
+) -> io::Result<Encoded> {
+    let crc = crc32fast::hash(data);
+    let raw_len = data.len() as u32;
+    let compressed = match zstd {
+        Some(c) => Some(c.compress(data)?).filter(|z| z.len() < data.len()),
+        None => None,
+    };
+    let stored = compressed.as_ref().map_or(raw_len, |z| z.len() as u32);
+    Ok(Encoded {
+        head: encode_head(compressed.is_some(), &layout, raw_len, stored, crc),
+        payload: compressed,
+        layout,
+    })
+}
+
+impl<W: Write> ImageWriter<W> {
+    /// Starts an image on `out` (named `name` in messages) by writing
+    /// `header`. With `zstd_level`, records are compressed on `threads`
+    /// threads.
+    pub fn new(
+        mut out: W,
+        name: &str,
+        header: &Header,
+        zstd_level: Option<i32>,
+        threads: usize,
+    ) -> Result<Self> {
+        out.write_all(&header.to_bytes())
+            .map_err(|e| Error::Write {
+                target: name.to_string(),
+                offset: 0,
+                source: e,
+            })?;
+        let pool = zstd_level.map(|level| {
+            OrderedPool::new(threads, move || {
+                let mut ctx = zstd::bulk::Compressor::new(level).map(|mut c| {
+                    // Content size in the frame; our own CRC covers the data.
+                    let _ = c.include_contentsize(true);
+                    let _ = c.include_checksum(false);
+                    c
+                });
+                move |(chunk, layout): Job| -> Done {
+                    let r = match &mut ctx {
+                        Ok(c) => encode(&chunk.data, layout, Some(c)),
+                        Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    };
+                    (chunk, r)
+                }
+            })
+        });
+        Ok(ImageWriter {
+            out,
+            name: name.to_string(),
+            pos: header.to_bytes().len() as u64,
+            cluster_size: header.cluster_size,
+            prev_end: 0,
+            used_clusters: 0,
+            used_bytes: 0,
+            index: IndexBuilder::new(),
+            bad_ranges: Vec::new(),
+            max_in_flight: 2 * threads.max(1) as u64,
+            pool,
+            finished: false,
+        })
+    }
+
+    /// Ranges of the volume that could not be read, for the trailer.
+    pub fn set_bad_ranges(&mut self, ranges: Vec<Extent>) {
+        self.bad_ranges = ranges;
+    }
+
+    /// The output, once finished.
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).map_err(|e| Error::Write {
+            target: self.name.clone(),
+            offset: self.pos,
+            source: e,
+        })?;
+        self.pos += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn emit(&mut self, chunk: &Chunk, enc: Encoded) -> Result<()> {
+        self.index.push(self.pos, enc.layout.first_cluster);
+        self.used_clusters += enc.layout.clusters;
+        self.used_bytes += chunk.data.len() as u64;
+        self.put(&enc.head)?;
+        match &enc.payload {
+            Some(z) => self.put(z),
+            None => self.put(&chunk.data),
+        }
+    }
+
+    fn emit_done(&mut self, (chunk, enc): Done) -> Result<Chunk> {
+        let enc = enc.map_err(|e| Error::Write {
+            target: self.name.clone(),
+            offset: self.pos,
+            source: e,
+        })?;
+        self.emit(&chunk, enc)?;
+        Ok(chunk)
+    }
+}
+
+impl<W: Write> Sink for ImageWriter<W> {
+    fn write_chunk(&mut self, chunk: Chunk) -> Result<Option<Chunk>> {
+        let layout = Layout::new(&chunk.extents, self.cluster_size);
+        debug_assert!(layout.first_cluster >= self.prev_end);
+        self.prev_end = layout.end_cluster;
+        let Some(pool) = self.pool.as_mut() else {
+            let enc = encode(&chunk.data, layout, None).map_err(|e| Error::Write {
+                target: self.name.clone(),
+                offset: self.pos,
+                source: e,
+            })?;
+            self.emit(&chunk, enc)?;
+            return Ok(Some(chunk));
+        };
+        pool.submit((chunk, layout));
+        if pool.in_flight() < self.max_in_flight {
+            return Ok(None);
+        }
+        let done = pool.next_result().expect("records are in flight");
+        self.emit_done(done).map(Some)
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        if self.finished {
+            return Ok(());
+        }
+        while let Some(done) = self.pool.as_mut().and_then(|p| p.next_result()) {
+            self.emit_done(done)?;
+        }
+        let trailer = Trailer {
+            records: self.index.records(),
+            used_clusters: self.used_clusters,
+            used_bytes: self.used_bytes,
+            bad_ranges: std::mem::take(&mut self.bad_ranges),
+            index: self.index.entries.clone(),
+            stride: self.index.stride,
+        };
+        self.put(&trailer.to_bytes())?;
+        self.out.flush().map_err(|e| Error::Write {
+            target: self.name.clone(),
+            offset: self.pos,
+            source: e,
+        })?;
+        self.finished = true;
+        Ok(())
+    }
+}

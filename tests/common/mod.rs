@@ -1,0 +1,219 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The fsimg binary under test.
+pub fn fsimg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_fsimg"))
+}
+
+/// Runs fsimg with `args`, returning its output.
+pub fn run(args: &[&str]) -> Output {
+    fsimg()
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("fsimg runs")
+}
+
+/// Runs fsimg and asserts it succeeded.
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "fsimg {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs fsimg, asserts exit status 1 and that stderr contains `needle`.
+pub fn run_err(args: &[&str], needle: &str) -> String {
+    let out = run(args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "fsimg {args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "fsimg {args:?}: expected {needle:?} in {err:?}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// The names of the ext test images (without `.img.zst`).
+pub fn ext_images() -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(testdata("ext"))
+        .expect("testdata/ext exists")
+        .filter_map(|e| {
+            let n = e.ok()?.file_name().into_string().ok()?;
+            n.strip_suffix(".img.zst").map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= 9, "ext test images are missing");
+    names
+}
+
+/// Path of a file under testdata/.
+pub fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(rel)
+}
+
+/// The decompressed bytes of testdata/ext/NAME.img.zst.
+pub fn ext_image(name: &str) -> Vec<u8> {
+    let z = fs::read(testdata(&format!("ext/{name}.img.zst"))).expect("image exists");
+    zstd::decode_all(&z[..]).expect("image decompresses")
+}
+
+/// The key=value lines of testdata/ext/NAME.expected.
+pub fn expected(name: &str) -> HashMap<String, String> {
+    fs::read_to_string(testdata(&format!("ext/{name}.expected")))
+        .expect("expected file exists")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// An expected value as a number.
+pub fn expected_u64(e: &HashMap<String, String>, key: &str) -> u64 {
+    e.get(key)
+        .unwrap_or_else(|| panic!("{key} missing"))
+        .parse()
+        .expect("a number")
+}
+
+/// Whether the checks that need system tools or root must run (CI sets
+/// FSIMG_REQUIRE_TOOLS=1; then a missing tool fails the test instead of
+/// skipping it).
+pub fn tools_required() -> bool {
+    std::env::var_os("FSIMG_REQUIRE_TOOLS").is_some_and(|v| v == "1")
+}
+
+/// Whether `tool` is on PATH (or in /sbin); fails if required and absent.
+pub fn have(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([PathBuf::from("/sbin"), PathBuf::from("/usr/sbin")])
+        .any(|d| d.join(tool).is_file());
+    if !found {
+        assert!(
+            !tools_required(),
+            "{tool} is required (FSIMG_REQUIRE_TOOLS=1) but not installed"
+        );
+        eprintln!("skipping a check: {tool} is not installed");
+    }
+    found
+}
+
+/// Whether we are root (loop devices, mounts); fails if required and not.
+pub fn root() -> bool {
+    let is_root = rustix_uid_is_root();
+    if !is_root {
+        assert!(
+            !tools_required(),
+            "root is required (FSIMG_REQUIRE_TOOLS=1)"
+        );
+        eprintln!("skipping a check: not root");
+    }
+    is_root
+}
+
+fn rustix_uid_is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `e2fsck -fn PATH`: asserts the filesystem is clean (if e2fsck exists).
+pub fn assert_e2fsck_clean(path: &Path) {
+    if !have("e2fsck") {
+        return;
+    }
+    let out = Command::new("e2fsck")
+        .arg("-fn")
+        .arg(path)
+        .output()
+        .expect("e2fsck runs");
+    assert!(
+        out.status.success(),
+        "e2fsck -fn {} failed:\n{}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A loop device attached to a file, detached on drop.
+pub struct Loop {
+    pub dev: String,
+}
+
+impl Loop {
+    pub fn attach(path: &Path, read_only: bool) -> Loop {
+        let mut c = Command::new("losetup");
+        c.args(["-f", "--show"]);
+        if read_only {
+            c.arg("-r");
+        }
+        let out = c.arg(path).output().expect("losetup runs");
+        assert!(
+            out.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Loop {
+            dev: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        }
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+/// A mount, unmounted on drop.
+pub struct Mount {
+    pub dir: PathBuf,
+}
+
+impl Mount {
+    pub fn new(dev: &str, dir: &Path, opts: &str) -> Mount {
+        fs::create_dir_all(dir).expect("mount point");
+        let out = Command::new("mount")
+            .args(["-o", opts, dev])
+            .arg(dir)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "mount {dev}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mount {
+            dir: dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.dir).status();
+    }
+}

@@ -12,7 +12,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
 use crate::allocmap::{AllocationMap, Runs};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::report::Report;
 use crate::sink::Sink;
 use crate::source::Source;
@@ -202,6 +202,11 @@ pub fn copy(
             .expect("the receiver is alive");
     }
     thread::scope(|s| {
+        // The writer's channel ends move into this closure, so an early
+        // return (a sink error, Ctrl-C) drops them before the scope joins
+        // the reader, which then wakes up from its blocked send or receive
+        // and stops.
+        let (full_rx, free_tx) = (full_rx, free_tx);
         s.spawn(move || {
             let mut scratch = Vec::new();
             for extents in ChunkPlan::new(map, opts.chunk_bytes) {
@@ -218,6 +223,9 @@ pub fn copy(
         });
         let mut stats = CopyStats::default();
         for chunk in full_rx.iter() {
+            if report.cancelled() {
+                return Err(Error::Interrupted);
+            }
             let chunk = chunk?;
             stats.bytes += chunk.data.len() as u64;
             stats.chunks += 1;
@@ -297,6 +305,31 @@ mod tests {
             let covered: u64 = sink.0.iter().map(|(_, b)| b.len() as u64).sum();
             assert_eq!(covered, 10 * 512 + 300);
         }
+    }
+
+    /// A sink that fails at once must not leave the reader blocked on a
+    /// full channel (which hung the scope before the channel ends moved
+    /// into it).
+    #[test]
+    fn sink_error_does_not_hang() {
+        struct Failing;
+        impl Sink for Failing {
+            fn write_chunk(&mut self, _: Chunk) -> Result<Option<Chunk>> {
+                Err(Error::Usage("sink failed".into()))
+            }
+            fn finish(&mut self) -> Result<()> {
+                Ok(())
+            }
+        }
+        let src = MemSource::new(vec![7; 1 << 20], "mem");
+        let map = AllocationMap::all_used(512, 1 << 20);
+        let opts = CopyOptions {
+            chunk_bytes: 4096,
+            max_read_gap: 0,
+            depth: 2,
+        };
+        let err = copy(&src, &map, &mut Failing, &opts, &crate::report::Silent).unwrap_err();
+        assert_eq!(err.to_string(), "sink failed");
     }
 
     #[test]

@@ -168,6 +168,10 @@ pub enum Error {
         actual: u64,
     },
 
+    /// The user interrupted the run.
+    #[error("interrupted: the copy is incomplete (a file this run created is removed)")]
+    Interrupted,
+
     /// The command line asked for something inconsistent.
     #[error("{0}")]
     Usage(String),
@@ -187,6 +191,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
+            Error::Interrupted => 130,
             _ => 1,
         }
     }

@@ -3,7 +3,8 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,6 +12,7 @@ use fsimg::error::Error;
 use fsimg::fs::FsChoice;
 use fsimg::ops::{self, Checks, Output};
 use fsimg::report::Report;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 const EXAMPLES: &str = "\
 Examples:
@@ -24,7 +26,7 @@ Examples:
   fsimg -r -o restored.img sda1.fsimg       restore to a new sparse file
   fsimg verify sda1.fsimg                   check every checksum and the trailer
 
-Exit status: 0 success, 1 error, 2 bad command line.";
+Exit status: 0 success, 1 error, 2 bad command line, 130 interrupted.";
 
 /// Filesystem-aware disk imager: copies only the clusters a filesystem uses.
 #[derive(Parser, Debug)]
@@ -127,19 +129,28 @@ impl From<FsTypeArg> for FsChoice {
     }
 }
 
-/// Progress and warnings on standard error.
+/// Progress and warnings on standard error; Ctrl-C, SIGTERM and SIGHUP
+/// set a flag the copier checks, so an interrupted run cleans up.
 struct Stderr {
     progress: bool,
     start: Instant,
     last: Mutex<Option<Instant>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl Stderr {
     fn new(quiet: bool) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        for sig in [SIGINT, SIGTERM, SIGHUP] {
+            // If a handler cannot be installed the signal keeps its default
+            // action: the run stops without cleanup, as any program would.
+            let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
+        }
         Stderr {
             progress: !quiet && std::io::stderr().is_terminal(),
             start: Instant::now(),
             last: Mutex::new(None),
+            stop,
         }
     }
 
@@ -188,6 +199,10 @@ impl Report for Stderr {
     fn warn(&self, msg: &str) {
         self.clear_line();
         eprintln!("fsimg: warning: {msg}");
+    }
+
+    fn cancelled(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
     }
 }
 

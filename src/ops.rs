@@ -281,6 +281,9 @@ pub fn read_records<R: Read + Send>(
             move |r: RawRecord| r.decode(&mut dctx)
         });
     thread::scope(|s| {
+        // `rx` moves into this closure, so an early return drops it before
+        // the scope joins the reader, whose blocked send then fails.
+        let rx = rx;
         let reading = s.spawn(move || {
             loop {
                 match reader.next_record() {
@@ -305,6 +308,9 @@ pub fn read_records<R: Read + Send>(
             Ok(())
         };
         for raw in rx.iter() {
+            if report.cancelled() {
+                return Err(Error::Interrupted);
+            }
             pool.submit(raw?);
             if pool.in_flight() >= depth as u64 {
                 deliver(pool.next_result().expect("in flight")?)?;

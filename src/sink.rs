@@ -26,6 +26,24 @@ pub trait Sink {
     fn finish(&mut self) -> Result<()>;
 }
 
+/// Removes a file on drop unless disarmed: what this run created must not
+/// outlive a failed run.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
 /// How a file target is opened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileMode {
@@ -39,10 +57,12 @@ pub enum FileMode {
 pub struct FileSink {
     file: File,
     path: PathBuf,
-    /// Whether this run created the file (and so removes it on failure).
-    created: bool,
-    finished: bool,
+    /// Removes the file on failure if this run created it.
+    guard: RemoveOnDrop,
     is_block_device: bool,
+    /// A regular file is sized to the volume; a character device such as
+    /// /dev/null is neither sized nor synced.
+    is_regular: bool,
     device_size: u64,
 }
 
@@ -90,7 +110,8 @@ impl FileSink {
                 source: e,
             },
         })?;
-        let created = existing.is_none();
+        let guard = RemoveOnDrop(existing.is_none().then(|| path.to_path_buf()));
+        let is_regular = existing.as_ref().is_none_or(|m| m.is_file());
         let sink_path = path.to_path_buf();
         if is_block_device {
             let size = file
@@ -107,9 +128,9 @@ impl FileSink {
         Ok(FileSink {
             file,
             path: sink_path,
-            created,
-            finished: false,
+            guard,
             is_block_device,
+            is_regular,
             device_size,
         })
     }
@@ -134,26 +155,20 @@ impl Sink for FileSink {
     }
 
     fn finish(&mut self) -> Result<()> {
-        if !self.is_block_device {
+        if self.is_regular {
             // A new file gets holes for the unused space; an existing one is
             // extended or truncated to the volume size.
             self.file
                 .set_len(self.device_size)
                 .map_err(|e| self.write_error(self.device_size, e))?;
         }
-        self.file
-            .sync_all()
-            .map_err(|e| Error::io("cannot sync", &self.path, e))?;
-        self.finished = true;
-        Ok(())
-    }
-}
-
-impl Drop for FileSink {
-    fn drop(&mut self) {
-        if self.created && !self.finished {
-            let _ = fs::remove_file(&self.path);
+        if self.is_regular || self.is_block_device {
+            self.file
+                .sync_all()
+                .map_err(|e| Error::io("cannot sync", &self.path, e))?;
         }
+        self.guard.disarm();
+        Ok(())
     }
 }
 
@@ -185,8 +200,8 @@ fn check_target(
 pub struct OutputFile {
     file: File,
     name: String,
-    /// Set while a file we created should be removed on drop.
-    remove: Option<PathBuf>,
+    /// Removes a file we created (or truncated) if the image is not finished.
+    guard: RemoveOnDrop,
     regular: bool,
 }
 
@@ -196,7 +211,7 @@ impl OutputFile {
         Ok(OutputFile {
             file: stdout_file()?,
             name: "standard output".into(),
-            remove: None,
+            guard: RemoveOnDrop(None),
             regular: false,
         })
     }
@@ -226,7 +241,7 @@ impl OutputFile {
             name: path.display().to_string(),
             // An overwritten file is removed too: a half-written image that
             // replaced an old one must not pass for complete.
-            remove: (existing.is_none() || regular).then(|| path.to_path_buf()),
+            guard: RemoveOnDrop((existing.is_none() || regular).then(|| path.to_path_buf())),
             regular,
         })
     }
@@ -243,7 +258,7 @@ impl OutputFile {
                 .sync_all()
                 .map_err(|e| Error::io("cannot sync", &self.name, e))?;
         }
-        self.remove = None;
+        self.guard.disarm();
         Ok(())
     }
 }
@@ -259,14 +274,6 @@ impl Write for OutputFile {
 
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
-    }
-}
-
-impl Drop for OutputFile {
-    fn drop(&mut self) {
-        if let Some(p) = &self.remove {
-            let _ = fs::remove_file(p);
-        }
     }
 }
 

@@ -363,3 +363,92 @@ fn device_refusals() {
     drop(m);
     drop(l);
 }
+
+#[test]
+fn verify_reads_standard_input() {
+    let c = Case::new("ext4-default", |_| {});
+    let img = c.src.with_file_name("x.fsimg");
+    run_ok(&["-q", "-s", "-z", "-o", img.to_str().unwrap(), c.s()]);
+    let bytes = fs::read(&img).unwrap();
+    let pipe = |data: &[u8]| {
+        let mut child = fsimg()
+            .args(["verify", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let data = data.to_vec();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&data);
+        });
+        let out = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        out
+    };
+    let out = pipe(&bytes);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("-: OK:"));
+    let mut bad = bytes.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x40;
+    let out = pipe(&bad);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("checksum mismatch") || err.contains("compressed data is corrupt"),
+        "{err}"
+    );
+}
+
+/// SIGINT stops a run like an error: exit 130, and the file it was
+/// creating is removed.
+#[test]
+fn interrupted_run_removes_its_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("big.raw");
+    // 64 GiB of holes: long enough to be interrupted, nothing on disk.
+    fs::File::create(&src).unwrap().set_len(64 << 30).unwrap();
+    let out = dir.path().join("big.fsimg");
+    let mut child = fsimg()
+        .args(["-q", "--fs-type", "raw", "-s", "-z", "1", "-o"])
+        .arg(&out)
+        .arg(&src)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(out.exists(), "the image is being written");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(!out.exists(), "an interrupted run left its output");
+}
+
+#[test]
+fn restore_onto_a_small_device_writes_nothing() {
+    if !root() || !have("losetup") {
+        return;
+    }
+    let c = Case::new("ext2-1k", |_| {});
+    let img = c.src.with_file_name("x.fsimg");
+    run_ok(&["-q", "-s", "-o", img.to_str().unwrap(), c.s()]);
+    let small = c.src.with_file_name("small.img");
+    fs::write(&small, vec![0u8; 1 << 20]).unwrap();
+    let l = Loop::attach(&small, false);
+    run_err(
+        &["-r", "-O", &l.dev, img.to_str().unwrap()],
+        "is too small: the volume needs 16777216 bytes but the target has only 1048576",
+    );
+    drop(l);
+    assert!(fs::read(&small).unwrap().iter().all(|&b| b == 0));
+}

@@ -91,14 +91,20 @@ pub fn open_source(source: &Path, choice: FsChoice, checks: Checks) -> Result<Op
 /// `--ignore-fs-check` (then each is a warning).
 pub fn allocation(opened: &Opened, checks: Checks, report: &dyn Report) -> Result<Allocation> {
     let alloc = opened.fs.allocation(&opened.src)?;
+    if !alloc.inconsistencies.is_empty() && !checks.ignore_fs_check {
+        // One message: the refusal carries the warnings too.
+        let mut problems = alloc.inconsistencies.clone();
+        problems.extend(alloc.warnings.iter().cloned());
+        return Err(Error::Inconsistent {
+            name: opened.src.name().to_string(),
+            problem: problems.join("; "),
+            fsck: opened.fs.fsck_hint(),
+        });
+    }
+    for w in &alloc.warnings {
+        report.warn(w);
+    }
     if !alloc.inconsistencies.is_empty() {
-        if !checks.ignore_fs_check {
-            return Err(Error::Inconsistent {
-                name: opened.src.name().to_string(),
-                problem: alloc.inconsistencies.join("; "),
-                fsck: opened.fs.fsck_hint(),
-            });
-        }
         for i in &alloc.inconsistencies {
             report.warn(&format!("filesystem inconsistency ignored: {i}"));
         }
@@ -311,7 +317,18 @@ pub fn read_records<R: Read + Send>(
             if report.cancelled() {
                 return Err(Error::Interrupted);
             }
-            pool.submit(raw?);
+            let raw = match raw {
+                Ok(raw) => raw,
+                Err(e) => {
+                    // Records before the failure come first, so the error
+                    // reported does not depend on the thread count.
+                    while let Some(chunk) = pool.next_result() {
+                        deliver(chunk?)?;
+                    }
+                    return Err(e);
+                }
+            };
+            pool.submit(raw);
             if pool.in_flight() >= depth as u64 {
                 deliver(pool.next_result().expect("in flight")?)?;
             }
@@ -449,6 +466,9 @@ pub fn info_volume(source: &Path, choice: FsChoice) -> Result<Vec<(&'static str,
             lines.push(("used bytes", a.map.used_bytes().to_string()));
             for i in a.inconsistencies {
                 lines.push(("inconsistency", i));
+            }
+            for w in a.warnings {
+                lines.push(("warning", w));
             }
         }
         Err(e) => lines.push(("allocation map", format!("unreadable: {e}"))),

@@ -83,6 +83,9 @@ pub struct Allocation {
     /// Disagreements between the map and the filesystem's counters. Copying
     /// such a volume needs `--ignore-fs-check`.
     pub inconsistencies: Vec<String>,
+    /// Disagreements that do not put the copy at risk (a summary counter the
+    /// filesystem recomputes); reported, never refused.
+    pub warnings: Vec<String>,
 }
 
 /// A recognised filesystem.

@@ -51,6 +51,7 @@ impl Filesystem for Raw {
         Ok(Allocation {
             map: AllocationMap::all_used(RAW_CLUSTER_SIZE, self.size),
             inconsistencies: Vec::new(),
+            warnings: Vec::new(),
         })
     }
 }

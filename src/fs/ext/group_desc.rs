@@ -4,11 +4,16 @@ use super::checksum::{crc16, crc32c};
 use super::superblock::{Superblock, incompat, ro_compat};
 use crate::bytes::{hilo, u16le, u32le};
 
+/// `bg_flags`: the inode bitmap is not initialised on disk (no inode of
+/// the group is in use).
+pub const BG_INODE_UNINIT: u16 = 0x1;
 /// `bg_flags`: the block bitmap is not initialised on disk.
 pub const BG_BLOCK_UNINIT: u16 = 0x2;
 
 /// Offset of `bg_checksum` in a descriptor.
 const BG_CHECKSUM: usize = 0x1E;
+/// Offset of `bg_itable_unused_lo` in a descriptor.
+pub const BG_ITABLE_UNUSED: u64 = 0x1C;
 
 /// One parsed group descriptor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,6 +26,10 @@ pub struct GroupDesc {
     pub inode_table: u64,
     /// `bg_free_blocks_count` (free clusters in the group).
     pub free_clusters: u32,
+    /// `bg_free_inodes_count`.
+    pub free_inodes: u32,
+    /// `bg_itable_unused`: inodes at the end of the inode table never used.
+    pub itable_unused: u32,
     /// `bg_flags`.
     pub flags: u16,
     /// Whether `bg_checksum` matches (true when the filesystem has no
@@ -39,6 +48,8 @@ impl GroupDesc {
             inode_bitmap: hilo(hi(0x24), u32le(b, 0x4)),
             inode_table: hilo(hi(0x28), u32le(b, 0x8)),
             free_clusters: (u32::from(hi16(0x2C)) << 16) | u32::from(u16le(b, 0xC)),
+            free_inodes: (u32::from(hi16(0x2E)) << 16) | u32::from(u16le(b, 0xE)),
+            itable_unused: (u32::from(hi16(0x32)) << 16) | u32::from(u16le(b, 0x1C)),
             flags: u16le(b, 0x12),
             checksum_ok: checksum(sb, group, b).is_none_or(|c| c == u16le(b, BG_CHECKSUM)),
         }
@@ -47,6 +58,11 @@ impl GroupDesc {
     /// Whether the block bitmap is uninitialised on disk.
     pub fn block_uninit(&self) -> bool {
         self.flags & BG_BLOCK_UNINIT != 0
+    }
+
+    /// Whether the inode bitmap is uninitialised on disk.
+    pub fn inode_uninit(&self) -> bool {
+        self.flags & BG_INODE_UNINIT != 0
     }
 }
 

@@ -4,6 +4,13 @@
 //! private). Layout rules follow the kernel (`descriptor_loc`,
 //! `ext4_bg_has_super`) and e2fsprogs (`ext2fs_super_and_bgd_loc2`) for
 //! BLOCK_UNINIT groups, whose bitmaps are not on disk.
+//!
+//! What the kernel or e2fsck refuses before trusting the bitmaps is refused
+//! here too, as an [`ExtError`]: descriptors pointing outside the
+//! filesystem, or outside their group without flex_bg, or at a block some
+//! other metadata uses (`ext2fs_check_desc`); a bad MMP block. Counters
+//! that disagree with the bitmaps are inconsistencies, which
+//! `--ignore-fs-check` relaxes.
 
 pub mod checksum;
 pub mod group_desc;
@@ -11,7 +18,8 @@ pub mod superblock;
 
 use std::fmt::Write as _;
 
-use group_desc::GroupDesc;
+use checksum::crc32c;
+use group_desc::{BG_ITABLE_UNUSED, GroupDesc};
 use superblock::{
     STATE_ERROR, STATE_VALID, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE, Superblock, compat, incompat,
     ro_compat,
@@ -19,6 +27,7 @@ use superblock::{
 
 use super::{Allocation, Filesystem, FsKind, Unclean};
 use crate::allocmap::AllocationMap;
+use crate::bytes::u32le;
 use crate::error::{Error, Result};
 use crate::source::Source;
 
@@ -26,6 +35,20 @@ use crate::source::Source;
 const MAX_METADATA_READ: u64 = 4 << 20;
 /// How many disagreeing groups a message lists before "and N more".
 const MAX_LISTED: usize = 5;
+
+/// Byte offset of `s_mmp_block` in the superblock.
+const S_MMP_BLOCK: u64 = 0x168;
+/// `mmp_magic`.
+const MMP_MAGIC: u32 = 0x004D_4D50;
+/// `mmp_seq` of a filesystem no node has mounted.
+const MMP_SEQ_CLEAN: u32 = 0xFF4D_4D50;
+/// `mmp_seq` while e2fsck runs.
+const MMP_SEQ_FSCK: u32 = 0xE24D_4D50;
+/// Offset of `mmp_checksum` in the MMP block (what it covers).
+const MMP_CHECKSUM: usize = 1020;
+
+/// The names of a group's own metadata, in descriptor order.
+const FIELDS: [&str; 3] = ["block bitmap", "inode bitmap", "inode table"];
 
 /// A corrupt or unsupported ext filesystem. Offsets are absolute bytes in
 /// the volume.
@@ -200,12 +223,190 @@ pub enum ExtError {
         /// Blocks in the filesystem.
         blocks_count: u64,
     },
+    /// `s_reserved_gdt_blocks` larger than one block of pointers, which
+    /// the kernel and e2fsck refuse.
+    #[error("ext: invalid reserved GDT block count {value} at byte {offset} (at most {max})")]
+    ReservedGdtBlocks {
+        /// Byte offset of the field.
+        offset: u64,
+        /// The value found.
+        value: u16,
+        /// The largest valid value (block size / 4).
+        max: u32,
+    },
+    /// Without FLEX_BG a group's bitmaps and inode table lie in the group
+    /// (the kernel's `ext4_check_descriptors`, e2fsprogs'
+    /// `ext2fs_check_desc`).
+    #[error(
+        "ext: group {group} descriptor (at byte {offset}) puts its {field} at block {block}, outside the group (blocks {first}..={last}) on a filesystem without flex_bg"
+    )]
+    NotInGroup {
+        /// The group.
+        group: u32,
+        /// Byte offset of the descriptor.
+        offset: u64,
+        /// "block bitmap", "inode bitmap" or "inode table".
+        field: &'static str,
+        /// The first block outside the group.
+        block: u64,
+        /// First block of the group.
+        first: u64,
+        /// Last block of the group.
+        last: u64,
+    },
+    /// A bitmap or inode table on a superblock copy.
+    #[error(
+        "ext: group {group} descriptor (at byte {offset}) puts its {field} on block {block}, the superblock of group {sb_group}"
+    )]
+    OverlapsSuperblock {
+        /// The group.
+        group: u32,
+        /// Byte offset of the descriptor.
+        offset: u64,
+        /// "block bitmap", "inode bitmap" or "inode table".
+        field: &'static str,
+        /// The shared block.
+        block: u64,
+        /// The group whose superblock copy it is.
+        sb_group: u32,
+    },
+    /// A bitmap or inode table inside a copy of the descriptor table or
+    /// its reserved GDT blocks.
+    #[error(
+        "ext: group {group} descriptor (at byte {offset}) puts its {field} on block {block}, inside the group descriptor table of group {gdt_group} (blocks {first}..={last}, reserved GDT blocks included)"
+    )]
+    OverlapsDescriptors {
+        /// The group.
+        group: u32,
+        /// Byte offset of the descriptor.
+        offset: u64,
+        /// "block bitmap", "inode bitmap" or "inode table".
+        field: &'static str,
+        /// The shared block.
+        block: u64,
+        /// The group holding that copy of the table.
+        gdt_group: u32,
+        /// First block of that copy.
+        first: u64,
+        /// Last block of that copy.
+        last: u64,
+    },
+    /// Two bitmaps or inode tables share a block.
+    #[error(
+        "ext: group {group} descriptor (at byte {offset}) puts its {field} on block {block}, which group {other_group} (descriptor at byte {other_offset}) uses for its {other_field}"
+    )]
+    MetadataOverlap {
+        /// The group.
+        group: u32,
+        /// Byte offset of its descriptor.
+        offset: u64,
+        /// "block bitmap", "inode bitmap" or "inode table".
+        field: &'static str,
+        /// The first shared block.
+        block: u64,
+        /// The other group (may be the same group).
+        other_group: u32,
+        /// Byte offset of the other descriptor.
+        other_offset: u64,
+        /// What the other group keeps there.
+        other_field: &'static str,
+    },
+    /// `s_mmp_block` outside the filesystem (the kernel refuses to mount).
+    #[error(
+        "ext: MMP block {block} (s_mmp_block at byte {offset}) is outside the filesystem (blocks {first_data_block}..{blocks_count})"
+    )]
+    MmpBlockRange {
+        /// Byte offset of `s_mmp_block`.
+        offset: u64,
+        /// The block it names.
+        block: u64,
+        /// The first valid block.
+        first_data_block: u32,
+        /// Blocks in the filesystem.
+        blocks_count: u64,
+    },
+    /// The MMP block lacks its magic (the kernel refuses to mount).
+    #[error("ext: bad MMP block magic 0x{found:08x} at byte {offset} (expected 0x004d4d50)")]
+    MmpMagic {
+        /// Byte offset of `mmp_magic`.
+        offset: u64,
+        /// The value found.
+        found: u32,
+    },
+    /// The metadata_csum checksum of the MMP block does not match.
+    #[error(
+        "ext: MMP block checksum mismatch at byte {offset}: stored 0x{stored:08x}, computed 0x{computed:08x}"
+    )]
+    MmpChecksum {
+        /// Byte offset of `mmp_checksum`.
+        offset: u64,
+        /// The stored value.
+        stored: u32,
+        /// The value computed over the block.
+        computed: u32,
+    },
+    /// `bg_itable_unused` exceeds the group's free inodes (e2fsck's "invalid
+    /// unused inodes count"). A count disagreement: it is reported among
+    /// the inconsistencies `--ignore-fs-check` relaxes, hence no "ext:".
+    #[error(
+        "group {group} descriptor says its last {unused} inodes were never used (bg_itable_unused at byte {offset}), but it has {free} free inodes of {per_group}"
+    )]
+    ItableUnused {
+        /// The group.
+        group: u32,
+        /// Byte offset of `bg_itable_unused_lo`.
+        offset: u64,
+        /// The value found.
+        unused: u32,
+        /// `bg_free_inodes_count`.
+        free: u32,
+        /// Inodes per group.
+        per_group: u32,
+    },
+    /// The inode bitmap marks an inode in use in the part of the inode
+    /// table `bg_itable_unused` says was never used (e2fsck: "inode found
+    /// in group's unused inodes area"). An inconsistency, hence no "ext:".
+    #[error(
+        "inode {inode} is marked in use (inode bitmap byte {offset}) although the descriptor of group {group} says its last {unused} inodes were never used"
+    )]
+    InodeBeyondUnused {
+        /// The group.
+        group: u32,
+        /// Byte offset of the bitmap byte holding the inode's bit.
+        offset: u64,
+        /// The first such inode.
+        inode: u64,
+        /// `bg_itable_unused`.
+        unused: u32,
+    },
+    /// resize_inode and meta_bg together, which e2fsck rejects. An
+    /// inconsistency, hence no "ext:".
+    #[error(
+        "the resize_inode and meta_bg features are both set (s_feature_compat at byte {offset}), which e2fsck rejects"
+    )]
+    ResizeInodeWithMetaBg {
+        /// Byte offset of `s_feature_compat`.
+        offset: u64,
+    },
+    /// Reserved GDT blocks without the resize_inode feature, which e2fsck
+    /// rejects. An inconsistency, hence no "ext:".
+    #[error(
+        "{value} reserved GDT blocks (s_reserved_gdt_blocks at byte {offset}) without the resize_inode feature"
+    )]
+    ReservedGdtWithoutResizeInode {
+        /// Byte offset of `s_reserved_gdt_blocks`.
+        offset: u64,
+        /// The value found.
+        value: u16,
+    },
 }
 
 /// An ext2/3/4 filesystem with its descriptors loaded.
 pub struct Ext {
     sb: Superblock,
     descs: Vec<GroupDesc>,
+    /// `mmp_seq` of the MMP block, with the MMP feature.
+    mmp_seq: Option<u32>,
 }
 
 impl Ext {
@@ -231,7 +432,9 @@ impl Ext {
             });
         }
         let descs = read_descriptors(src, &sb)?;
-        Ok(Ext { sb, descs })
+        check_overlaps(&sb, &descs)?;
+        let mmp_seq = read_mmp(src, &sb)?;
+        Ok(Ext { sb, descs, mmp_seq })
     }
 
     /// The superblock.
@@ -240,7 +443,8 @@ impl Ext {
     }
 
     /// Marks what a BLOCK_UNINIT group uses (e2fsprogs'
-    /// `ext2fs_super_and_bgd_loc2` and the group's own metadata).
+    /// `mark_uninit_bg_group_blocks`: the superblock and descriptor copies
+    /// of `ext2fs_super_and_bgd_loc2`, and the group's own metadata).
     fn mark_uninit_group(&self, map: &mut AllocationMap, g: u32) {
         let sb = &self.sb;
         let bs = u64::from(sb.block_size);
@@ -250,22 +454,15 @@ impl Ext {
                 n.min(sb.blocks_count.saturating_sub(block)) * bs,
             );
         };
-        let start = sb.group_first_block(g);
-        let has_super = sb.has_super(g);
-        if has_super {
-            mark(map, start, 1);
+        let base = sb.base_metadata(g);
+        if let Some((block, n)) = base.superblock {
+            mark(map, block, n);
         }
-        let dpb = sb.descs_per_block();
-        let meta_bg = g / dpb;
-        if !sb.has_incompat(incompat::META_BG) || meta_bg < sb.first_meta_bg {
-            if has_super {
-                mark(map, start + 1, sb.old_desc_blocks());
-            }
-        } else {
-            let r = g % dpb;
-            if r == 0 || r == 1 || r == dpb - 1 {
-                mark(map, start + u64::from(has_super), 1);
-            }
+        if let Some((block, n)) = base.old_desc {
+            mark(map, block, n);
+        }
+        if let Some(block) = base.new_desc {
+            mark(map, block, 1);
         }
         let d = &self.descs[g as usize];
         mark(map, d.block_bitmap, 1);
@@ -321,12 +518,9 @@ fn read_descriptors(src: &dyn Source, sb: &Superblock) -> Result<Vec<GroupDesc>>
                 }
                 let off = k as usize * bs as usize + j as usize * ds;
                 let d = GroupDesc::from_bytes(sb, g, &buf[off..off + ds]);
-                check_descriptor(
-                    sb,
-                    g,
-                    &d,
-                    (first + u64::from(k)) * bs + (j as usize * ds) as u64,
-                )?;
+                let at = (first + u64::from(k)) * bs + (j as usize * ds) as u64;
+                check_descriptor(sb, g, &d, at)?;
+                check_in_group(sb, g, &d, at)?;
                 descs.push(d);
             }
         }
@@ -359,6 +553,241 @@ fn check_descriptor(sb: &Superblock, g: u32, d: &GroupDesc, offset: u64) -> Resu
                 blocks_count: sb.blocks_count,
             });
         }
+    }
+    Ok(())
+}
+
+/// The blocks a group's own metadata takes: (first block, count) of its
+/// block bitmap, inode bitmap and inode table, in [`FIELDS`] order.
+fn own_metadata(sb: &Superblock, d: &GroupDesc) -> [(u64, u64); 3] {
+    [
+        (d.block_bitmap, 1),
+        (d.inode_bitmap, 1),
+        (d.inode_table, sb.inode_table_blocks()),
+    ]
+}
+
+/// Without FLEX_BG, a group's bitmaps and inode table must lie inside the
+/// group: the kernel refuses to mount otherwise ("not in group"), and
+/// e2fsck's `ext2fs_check_desc` rejects the descriptors. Runs after
+/// [`check_descriptor`], so every range is inside the filesystem.
+fn check_in_group(sb: &Superblock, g: u32, d: &GroupDesc, offset: u64) -> Result<(), ExtError> {
+    if sb.has_incompat(incompat::FLEX_BG) {
+        return Ok(());
+    }
+    let first = sb.group_first_block(g);
+    let last = first + sb.group_blocks(g) - 1;
+    for (field, (block, len)) in FIELDS.into_iter().zip(own_metadata(sb, d)) {
+        let end = block + len - 1;
+        if block < first || end > last {
+            return Err(ExtError::NotInGroup {
+                group: g,
+                offset,
+                field,
+                block: if block < first || block > last {
+                    block
+                } else {
+                    last + 1
+                },
+                first,
+                last,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Who a block range belongs to, for [`check_overlaps`].
+#[derive(Clone, Copy, Debug)]
+enum Owner {
+    /// A superblock copy of this group.
+    Superblock(u32),
+    /// A descriptor table copy (with reserved GDT blocks) of this group.
+    Descriptors(u32),
+    /// A group's bitmap or inode table: the group and the [`FIELDS`] index.
+    Own(u32, usize),
+}
+
+/// A block range `[start, end)` and its owner.
+#[derive(Clone, Copy, Debug)]
+struct Extent {
+    start: u64,
+    end: u64,
+    owner: Owner,
+}
+
+/// No bitmap or inode table may share a block with a superblock copy, a
+/// descriptor table copy (reserved GDT blocks included), or another bitmap
+/// or inode table: e2fsprogs' `ext2fs_check_desc`, which e2fsck runs before
+/// anything else (it then falls back to the backup descriptors). The
+/// kernel refuses a read-write mount for the primary superblock and table.
+/// Superblock and descriptor copies are not checked against each other.
+fn check_overlaps(sb: &Superblock, descs: &[GroupDesc]) -> Result<(), ExtError> {
+    let mut extents = Vec::with_capacity(descs.len() * 5);
+    for (g, d) in descs.iter().enumerate() {
+        let g = g as u32;
+        let base = sb.base_metadata(g);
+        let mut push = |start: u64, n: u64, owner: Owner| {
+            if n > 0 {
+                extents.push(Extent {
+                    start,
+                    end: start + n,
+                    owner,
+                });
+            }
+        };
+        if let Some((block, n)) = base.superblock {
+            push(block, n, Owner::Superblock(g));
+        }
+        if let Some((block, n)) = base.old_desc {
+            push(block, n, Owner::Descriptors(g));
+        }
+        if let Some(block) = base.new_desc {
+            push(block, 1, Owner::Descriptors(g));
+        }
+        for (i, (block, n)) in own_metadata(sb, d).into_iter().enumerate() {
+            push(block, n, Owner::Own(g, i));
+        }
+    }
+    // A stable sort keeps descriptor order among equal ranges, so the later
+    // group (or field) is the one reported, as e2fsck does.
+    extents.sort_by_key(|e| (e.start, e.end));
+    // The extent reaching furthest so far, among all and among the groups'
+    // own metadata: an extent overlaps an earlier one if and only if the
+    // furthest-reaching earlier one ends after it starts.
+    let mut reach_all: Option<Extent> = None;
+    let mut reach_own: Option<Extent> = None;
+    for e in extents {
+        let own = matches!(e.owner, Owner::Own(..));
+        let earlier = if own { reach_all } else { reach_own };
+        if let Some(p) = earlier
+            && p.end > e.start
+        {
+            let (mine, other) = if own { (e, p) } else { (p, e) };
+            // `mine` is always a group's own: `e` when `own`, else from
+            // `reach_own`.
+            if let Owner::Own(g, i) = mine.owner {
+                return Err(overlap_error(sb, g, i, other, e.start));
+            }
+        }
+        if reach_all.is_none_or(|r| e.end > r.end) {
+            reach_all = Some(e);
+        }
+        if own && reach_own.is_none_or(|r| e.end > r.end) {
+            reach_own = Some(e);
+        }
+    }
+    Ok(())
+}
+
+/// The error for field `i` of group `group` sharing `block` with `other`.
+fn overlap_error(sb: &Superblock, group: u32, i: usize, other: Extent, block: u64) -> ExtError {
+    let offset = sb.descriptor_offset(group);
+    let field = FIELDS[i];
+    match other.owner {
+        Owner::Superblock(sb_group) => ExtError::OverlapsSuperblock {
+            group,
+            offset,
+            field,
+            block,
+            sb_group,
+        },
+        Owner::Descriptors(gdt_group) => ExtError::OverlapsDescriptors {
+            group,
+            offset,
+            field,
+            block,
+            gdt_group,
+            first: other.start,
+            last: other.end - 1,
+        },
+        Owner::Own(other_group, j) => ExtError::MetadataOverlap {
+            group,
+            offset,
+            field,
+            block,
+            other_group,
+            other_offset: sb.descriptor_offset(other_group),
+            other_field: FIELDS[j],
+        },
+    }
+}
+
+/// Validates the MMP block as the kernel does before a read-write mount
+/// (`ext4_multi_mount_protect`, `read_mmp_block`) and returns its
+/// `mmp_seq`, or `None` without the MMP feature.
+fn read_mmp(src: &dyn Source, sb: &Superblock) -> Result<Option<u32>> {
+    if !sb.has_incompat(incompat::MMP) {
+        return Ok(None);
+    }
+    let block = sb.mmp_block;
+    if block < u64::from(sb.first_data_block) || block >= sb.blocks_count {
+        return Err(ExtError::MmpBlockRange {
+            offset: SUPERBLOCK_OFFSET + S_MMP_BLOCK,
+            block,
+            first_data_block: sb.first_data_block,
+            blocks_count: sb.blocks_count,
+        }
+        .into());
+    }
+    let at = block * u64::from(sb.block_size);
+    // The MMP structure is 1024 bytes, never more than a block.
+    let b = src.read_vec(at, 1024)?;
+    let magic = u32le(&b, 0);
+    if magic != MMP_MAGIC {
+        return Err(ExtError::MmpMagic {
+            offset: at,
+            found: magic,
+        }
+        .into());
+    }
+    if sb.has_ro_compat(ro_compat::METADATA_CSUM) {
+        let stored = u32le(&b, MMP_CHECKSUM);
+        let computed = crc32c(sb.csum_seed, &b[..MMP_CHECKSUM]);
+        if stored != computed {
+            return Err(ExtError::MmpChecksum {
+                offset: at + MMP_CHECKSUM as u64,
+                stored,
+                computed,
+            }
+            .into());
+        }
+    }
+    Ok(Some(u32le(&b, 4)))
+}
+
+/// The resize inode's feature and superblock field agree with the rest, as
+/// e2fsck's `check_resize_inode` wants: no resize_inode with meta_bg (mke2fs
+/// has refused to make that since 1.43), and no reserved GDT blocks
+/// without resize_inode (the kernel refuses to resize such a filesystem).
+fn check_resize_inode(sb: &Superblock) -> Result<(), ExtError> {
+    let resize = sb.has_compat(compat::RESIZE_INODE);
+    if resize && sb.has_incompat(incompat::META_BG) {
+        return Err(ExtError::ResizeInodeWithMetaBg {
+            offset: SUPERBLOCK_OFFSET + 0x5C,
+        });
+    }
+    if !resize && sb.reserved_gdt_blocks != 0 {
+        return Err(ExtError::ReservedGdtWithoutResizeInode {
+            offset: SUPERBLOCK_OFFSET + 0xCE,
+            value: sb.reserved_gdt_blocks,
+        });
+    }
+    Ok(())
+}
+
+/// `bg_itable_unused` may not exceed the group's free inodes nor its
+/// inodes (e2fsck's check, with descriptor checksums only: without them
+/// the field is unused).
+fn check_itable_unused(sb: &Superblock, g: u32, d: &GroupDesc) -> Result<(), ExtError> {
+    if d.itable_unused > d.free_inodes || d.itable_unused > sb.inodes_per_group {
+        return Err(ExtError::ItableUnused {
+            group: g,
+            offset: sb.descriptor_offset(g) + BG_ITABLE_UNUSED,
+            unused: d.itable_unused,
+            free: d.free_inodes,
+            per_group: sb.inodes_per_group,
+        });
     }
     Ok(())
 }
@@ -423,7 +852,18 @@ impl Filesystem for Ext {
 
     fn unclean(&self) -> Option<Unclean> {
         let sb = &self.sb;
-        let (problem, hint) = if sb.state & STATE_ERROR != 0 {
+        let mmp = self.mmp_seq.filter(|&s| s != MMP_SEQ_CLEAN);
+        let (problem, hint) = if mmp == Some(MMP_SEQ_FSCK) {
+            (
+                "its multiple-mount protection block says e2fsck is running on it",
+                "wait for e2fsck to finish, or run e2fsck -f",
+            )
+        } else if mmp.is_some() {
+            (
+                "its multiple-mount protection block says it is mounted (on this or another node)",
+                "unmount it everywhere, or run e2fsck -f",
+            )
+        } else if sb.state & STATE_ERROR != 0 {
             ("the filesystem is marked as having errors", "run e2fsck -f")
         } else if sb.has_incompat(incompat::RECOVER) {
             (
@@ -455,15 +895,35 @@ impl Filesystem for Ext {
         // The boot block and the primary superblock, always.
         map.mark_bytes_used(0, SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64);
         let mut inconsistencies = Vec::new();
+        // Reported after the block counts, which matter most to a copy.
+        let mut later = Vec::new();
 
         let csum =
             sb.has_ro_compat(ro_compat::GDT_CSUM) || sb.has_ro_compat(ro_compat::METADATA_CSUM);
+        if let Err(e) = check_resize_inode(sb) {
+            later.push(e.to_string());
+        }
         let mut to_read: Vec<(u64, u32)> = Vec::with_capacity(self.descs.len());
+        let mut inode_bitmaps: Vec<(u64, u32)> = Vec::with_capacity(self.descs.len());
         let mut bad_csum = Vec::new();
+        let mut bad_unused = Vec::new();
+        let mut bad_inode_groups = Vec::new();
         for (g, d) in self.descs.iter().enumerate() {
             let g = g as u32;
             if csum && !d.checksum_ok {
                 bad_csum.push(g);
+            }
+            if csum && let Err(e) = check_itable_unused(sb, g, d) {
+                bad_unused.push(e);
+            }
+            // An INODE_UNINIT group has no inode in use (e2fsprogs reads
+            // its bitmap as zeros when the descriptor checksum holds).
+            if csum && d.inode_uninit() && d.checksum_ok {
+                if d.free_inodes != sb.inodes_per_group {
+                    bad_inode_groups.push(g);
+                }
+            } else {
+                inode_bitmaps.push((d.inode_bitmap, g));
             }
             if csum && d.block_uninit() {
                 self.mark_uninit_group(&mut map, g);
@@ -480,28 +940,51 @@ impl Filesystem for Ext {
                 list(&bad_csum)
             ));
         }
+        if let Some(first) = bad_unused.first() {
+            later.push(first_and_more(first, bad_unused.len()));
+        }
 
-        // Bitmaps in block order, adjacent ones (flex_bg) in one read.
-        to_read.sort_unstable();
-        let max_blocks = (MAX_METADATA_READ / bs).max(1);
-        let mut i = 0;
-        while i < to_read.len() {
-            let first = to_read[i].0;
-            let mut j = i + 1;
-            while j < to_read.len()
-                && to_read[j].0 < first + max_blocks
-                && to_read[j].0 <= to_read[j - 1].0 + 1
-            {
-                j += 1;
+        read_blocks(src, bs, &mut to_read, |g, bitmap| {
+            let (c0, nc) = self.group_clusters(g);
+            map.or_bitmap(c0, bitmap, nc);
+        })?;
+
+        // The inode bitmaps against the descriptors' free inode counts and
+        // bg_itable_unused, as e2fsck's pass 5 and pass 1 do.
+        let ipg = sb.inodes_per_group;
+        let mut beyond_unused = Vec::new();
+        read_blocks(src, bs, &mut inode_bitmaps, |g, bitmap| {
+            let d = &self.descs[g as usize];
+            let used = count_ones(bitmap, ipg);
+            if ipg - used != d.free_inodes {
+                bad_inode_groups.push(g);
             }
-            let n = to_read[j - 1].0 - first + 1;
-            let buf = src.read_vec(first * bs, (n * bs) as usize)?;
-            for &(block, g) in &to_read[i..j] {
-                let off = ((block - first) * bs) as usize;
-                let (c0, nc) = self.group_clusters(g);
-                map.or_bitmap(c0, &buf[off..off + bs as usize], nc);
+            if csum && d.itable_unused > 0 && d.itable_unused <= ipg {
+                let first_unused = ipg - d.itable_unused;
+                if let Some(i) = first_one(bitmap, first_unused, ipg) {
+                    beyond_unused.push((
+                        g,
+                        ExtError::InodeBeyondUnused {
+                            group: g,
+                            offset: d.inode_bitmap * bs + u64::from(i / 8),
+                            inode: u64::from(g) * u64::from(ipg) + u64::from(i) + 1,
+                            unused: d.itable_unused,
+                        },
+                    ));
+                }
             }
-            i = j;
+        })?;
+        if !bad_inode_groups.is_empty() {
+            bad_inode_groups.sort_unstable();
+            later.push(format!(
+                "the free inode count in the descriptor of group{} {} differs from its inode bitmap",
+                if bad_inode_groups.len() > 1 { "s" } else { "" },
+                list(&bad_inode_groups)
+            ));
+        }
+        beyond_unused.sort_by_key(|&(g, _)| g);
+        if let Some((_, first)) = beyond_unused.first() {
+            later.push(first_and_more(first, beyond_unused.len()));
         }
 
         // Cross-check the bitmaps against the descriptors and superblock.
@@ -522,18 +1005,83 @@ impl Filesystem for Ext {
                 list(&bad_groups)
             ));
         }
+        // The superblock's total is a summary the kernel and e2fsck
+        // recompute from the group descriptors (e2fsprogs' f_readonly_fsck
+        // has garbage in its high half and passes fsck); the descriptors
+        // are checked above, so a wrong total alone is reported, not refused.
+        let mut warnings = Vec::new();
         let free_blocks = total_free * u64::from(sb.cluster_ratio());
         if free_blocks != sb.free_blocks {
-            inconsistencies.push(format!(
-                "the superblock says {} blocks are free, the bitmaps say {}",
+            warnings.push(format!(
+                "the superblock says {} blocks are free, the bitmaps say {} (a summary e2fsck recomputes)",
                 sb.free_blocks, free_blocks
             ));
         }
+        inconsistencies.extend(later);
         Ok(Allocation {
             map,
             inconsistencies,
+            warnings,
         })
     }
+}
+
+/// `first`'s message, and how many more groups have the same problem.
+fn first_and_more(first: &ExtError, n: usize) -> String {
+    let mut s = first.to_string();
+    if n > 1 {
+        let _ = write!(
+            s,
+            " (and {} more group{} like it)",
+            n - 1,
+            if n > 2 { "s" } else { "" }
+        );
+    }
+    s
+}
+
+/// Reads the blocks of `list` ((block, group) pairs) in block order,
+/// adjacent ones (flex_bg) in one read, and calls `f(group, block bytes)`.
+fn read_blocks(
+    src: &dyn Source,
+    bs: u64,
+    list: &mut [(u64, u32)],
+    mut f: impl FnMut(u32, &[u8]),
+) -> Result<()> {
+    list.sort_unstable();
+    let max_blocks = (MAX_METADATA_READ / bs).max(1);
+    let mut i = 0;
+    while i < list.len() {
+        let first = list[i].0;
+        let mut j = i + 1;
+        while j < list.len() && list[j].0 < first + max_blocks && list[j].0 <= list[j - 1].0 + 1 {
+            j += 1;
+        }
+        let n = list[j - 1].0 - first + 1;
+        let buf = src.read_vec(first * bs, (n * bs) as usize)?;
+        for &(block, g) in &list[i..j] {
+            let off = ((block - first) * bs) as usize;
+            f(g, &buf[off..off + bs as usize]);
+        }
+        i = j;
+    }
+    Ok(())
+}
+
+/// Set bits among the first `n` of an on-disk bitmap (LSB first).
+fn count_ones(bitmap: &[u8], n: u32) -> u32 {
+    let n = n as usize;
+    let whole = n / 8;
+    let mut c: u32 = bitmap[..whole].iter().map(|b| b.count_ones()).sum();
+    if !n.is_multiple_of(8) {
+        c += (bitmap[whole] & ((1u8 << (n % 8)) - 1)).count_ones();
+    }
+    c
+}
+
+/// The first set bit in `[from, to)` of an on-disk bitmap.
+fn first_one(bitmap: &[u8], from: u32, to: u32) -> Option<u32> {
+    (from..to).find(|&i| bitmap[(i / 8) as usize] & (1 << (i % 8)) != 0)
 }
 
 fn list(groups: &[u32]) -> String {
@@ -547,4 +1095,536 @@ fn list(groups: &[u32]) -> String {
         let _ = write!(s, " and {} more", groups.len() - MAX_LISTED);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::MemSource;
+
+    const BS: usize = 1024;
+    /// Byte offset of the descriptor table (block 2).
+    const GDT: usize = 2 * BS;
+
+    fn put16(img: &mut [u8], off: usize, v: u16) {
+        img[off..off + 2].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn put32(img: &mut [u8], off: usize, v: u32) {
+        img[off..off + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn sb_put32(img: &mut [u8], field: usize, v: u32) {
+        put32(img, SUPERBLOCK_OFFSET as usize + field, v);
+    }
+
+    /// Points group `g`'s descriptor at its bitmaps and inode table.
+    fn set_desc(img: &mut [u8], g: usize, bb: u32, ib: u32, it: u32) {
+        let d = GDT + g * 32;
+        put32(img, d, bb);
+        put32(img, d + 4, ib);
+        put32(img, d + 8, it);
+    }
+
+    /// A minimal ext2 volume: 1 KiB blocks, 2048 blocks in two groups
+    /// (1..=1024 and 1025..=2047), sparse_super, 128 inodes of 128 bytes
+    /// per group (16 inode table blocks). Group 0: superblock 1,
+    /// descriptors 2, block bitmap 3, inode bitmap 4, inode table 5..=20.
+    /// Group 1: superblock 1025, descriptors 1026, bitmaps 1027 and 1028,
+    /// inode table 1029..=1044. The bitmaps and counts agree.
+    fn image() -> Vec<u8> {
+        let mut img = vec![0u8; 2048 * BS];
+        let s = SUPERBLOCK_OFFSET as usize;
+        sb_put32(&mut img, 0x0, 256); // s_inodes_count
+        sb_put32(&mut img, 0x4, 2048); // s_blocks_count
+        sb_put32(&mut img, 0xC, 1004 + 1003); // s_free_blocks_count
+        sb_put32(&mut img, 0x14, 1); // s_first_data_block
+        sb_put32(&mut img, 0x20, 1024); // s_blocks_per_group
+        sb_put32(&mut img, 0x24, 1024); // s_clusters_per_group
+        sb_put32(&mut img, 0x28, 128); // s_inodes_per_group
+        put16(&mut img, s + 0x38, superblock::EXT_MAGIC);
+        put16(&mut img, s + 0x3A, STATE_VALID);
+        sb_put32(&mut img, 0x4C, 1); // s_rev_level
+        put16(&mut img, s + 0x58, 128); // s_inode_size
+        sb_put32(&mut img, 0x64, ro_compat::SPARSE_SUPER);
+        set_desc(&mut img, 0, 3, 4, 5);
+        set_desc(&mut img, 1, 1027, 1028, 1029);
+        // Used: blocks 1..=20 of group 0 and 1025..=1044 of group 1.
+        for (g, bitmap, free) in [(0, 3, 1004u16), (1, 1027, 1003)] {
+            put16(&mut img, GDT + g * 32 + 0xC, free);
+            let b = &mut img[bitmap * BS..bitmap * BS + 3];
+            b.copy_from_slice(&[0xff, 0xff, 0x0f]);
+        }
+        // Inodes 1..=11 (the reserved ones) in use.
+        img[4 * BS..4 * BS + 2].copy_from_slice(&[0xff, 0x07]);
+        put16(&mut img, GDT + 0xE, 117);
+        put16(&mut img, GDT + 32 + 0xE, 128);
+        img
+    }
+
+    fn open(img: Vec<u8>) -> Result<Ext> {
+        Ext::open(&MemSource::new(img, "test.img"))
+    }
+
+    fn open_err(img: Vec<u8>) -> ExtError {
+        match open(img) {
+            Err(Error::Ext(e)) => e,
+            Err(e) => panic!("expected an ext error, got {e}"),
+            Ok(_) => panic!("expected an ext error, the image opened"),
+        }
+    }
+
+    /// Sets an incompat feature bit.
+    fn add_incompat(img: &mut [u8], bit: u32) {
+        let off = SUPERBLOCK_OFFSET as usize + 0x60;
+        let v = u32le(img, off) | bit;
+        put32(img, off, v);
+    }
+
+    #[test]
+    fn minimal_image_is_consistent() {
+        let img = image();
+        let src = MemSource::new(img, "test.img");
+        let ext = Ext::open(&src).expect("opens");
+        assert!(ext.unclean().is_none());
+        let alloc = ext.allocation(&src).expect("allocation");
+        assert_eq!(alloc.inconsistencies, Vec::<String>::new());
+        // Boot block, 1..=20, 1025..=1044.
+        assert_eq!(alloc.map.used_clusters(), 41);
+    }
+
+    #[test]
+    fn block_bitmap_inside_descriptor_table() {
+        let mut img = image();
+        set_desc(&mut img, 0, 2, 4, 5);
+        let e = open_err(img);
+        assert_eq!(
+            e,
+            ExtError::OverlapsDescriptors {
+                group: 0,
+                offset: GDT as u64,
+                field: "block bitmap",
+                block: 2,
+                gdt_group: 0,
+                first: 2,
+                last: 2,
+            }
+        );
+        assert!(e.to_string().contains("at byte 2048"), "{e}");
+    }
+
+    #[test]
+    fn reserved_gdt_blocks_count_as_descriptor_table() {
+        let mut img = image();
+        put16(&mut img, SUPERBLOCK_OFFSET as usize + 0xCE, 8);
+        // Descriptors at 2, reserved GDT blocks 3..=10: the bitmaps at 3
+        // and 4 sit in the reserved blocks.
+        assert_eq!(
+            open_err(img.clone()),
+            ExtError::OverlapsDescriptors {
+                group: 0,
+                offset: GDT as u64,
+                field: "block bitmap",
+                block: 3,
+                gdt_group: 0,
+                first: 2,
+                last: 10,
+            }
+        );
+        // So do group 1's, in its backup (1026..=1034).
+        set_desc(&mut img, 0, 11, 12, 13);
+        assert_eq!(
+            open_err(img),
+            ExtError::OverlapsDescriptors {
+                group: 1,
+                offset: GDT as u64 + 32,
+                field: "block bitmap",
+                block: 1027,
+                gdt_group: 1,
+                first: 1026,
+                last: 1034,
+            }
+        );
+    }
+
+    #[test]
+    fn bitmap_on_backup_superblock() {
+        let mut img = image();
+        add_incompat(&mut img, incompat::FLEX_BG);
+        set_desc(&mut img, 0, 1025, 4, 5);
+        assert_eq!(
+            open_err(img),
+            ExtError::OverlapsSuperblock {
+                group: 0,
+                offset: GDT as u64,
+                field: "block bitmap",
+                block: 1025,
+                sb_group: 1,
+            }
+        );
+    }
+
+    #[test]
+    fn inode_table_over_another_groups_bitmap() {
+        let mut img = image();
+        add_incompat(&mut img, incompat::FLEX_BG);
+        // Group 0's inode table 1100..=1115 starts on group 1's block bitmap.
+        set_desc(&mut img, 0, 3, 4, 1100);
+        set_desc(&mut img, 1, 1100, 1028, 1029);
+        let e = open_err(img);
+        assert_eq!(
+            e,
+            ExtError::MetadataOverlap {
+                group: 0,
+                offset: GDT as u64,
+                field: "inode table",
+                block: 1100,
+                other_group: 1,
+                other_offset: GDT as u64 + 32,
+                other_field: "block bitmap",
+            }
+        );
+        assert!(e.to_string().contains("at byte 2080"), "{e}");
+    }
+
+    #[test]
+    fn bitmap_inside_another_groups_inode_table() {
+        let mut img = image();
+        add_incompat(&mut img, incompat::FLEX_BG);
+        set_desc(&mut img, 1, 10, 1028, 1029);
+        assert_eq!(
+            open_err(img),
+            ExtError::MetadataOverlap {
+                group: 1,
+                offset: GDT as u64 + 32,
+                field: "block bitmap",
+                block: 10,
+                other_group: 0,
+                other_offset: GDT as u64,
+                other_field: "inode table",
+            }
+        );
+    }
+
+    #[test]
+    fn same_block_for_both_bitmaps() {
+        // e2fsprogs' f_overfsblks.
+        let mut img = image();
+        set_desc(&mut img, 0, 3, 3, 5);
+        assert_eq!(
+            open_err(img),
+            ExtError::MetadataOverlap {
+                group: 0,
+                offset: GDT as u64,
+                field: "inode bitmap",
+                block: 3,
+                other_group: 0,
+                other_offset: GDT as u64,
+                other_field: "block bitmap",
+            }
+        );
+    }
+
+    #[test]
+    fn metadata_outside_its_group_without_flex_bg() {
+        let mut img = image();
+        set_desc(&mut img, 1, 1027, 500, 1029);
+        assert_eq!(
+            open_err(img.clone()),
+            ExtError::NotInGroup {
+                group: 1,
+                offset: GDT as u64 + 32,
+                field: "inode bitmap",
+                block: 500,
+                first: 1025,
+                last: 2047,
+            }
+        );
+        // An inode table running past the end of its group.
+        set_desc(&mut img, 1, 1027, 1028, 1029);
+        set_desc(&mut img, 0, 3, 4, 1010);
+        assert_eq!(
+            open_err(img.clone()),
+            ExtError::NotInGroup {
+                group: 0,
+                offset: GDT as u64,
+                field: "inode table",
+                block: 1025,
+                first: 1,
+                last: 1024,
+            }
+        );
+        // With flex_bg the same layout is fine: only overlaps matter.
+        add_incompat(&mut img, incompat::FLEX_BG);
+        set_desc(&mut img, 0, 3, 4, 5);
+        set_desc(&mut img, 1, 1027, 500, 1029);
+        assert!(open(img).is_ok());
+    }
+
+    #[test]
+    fn too_many_reserved_gdt_blocks() {
+        let mut img = image();
+        put16(&mut img, SUPERBLOCK_OFFSET as usize + 0xCE, 257);
+        assert_eq!(
+            open_err(img),
+            ExtError::ReservedGdtBlocks {
+                offset: SUPERBLOCK_OFFSET + 0xCE,
+                value: 257,
+                max: 256,
+            }
+        );
+    }
+
+    /// Turns on MMP with its block at 1100 and writes that block.
+    fn with_mmp(img: &mut [u8], magic: u32, seq: u32) {
+        add_incompat(img, incompat::MMP);
+        sb_put32(img, S_MMP_BLOCK as usize, 1100);
+        put32(img, 1100 * BS, magic);
+        put32(img, 1100 * BS + 4, seq);
+        // The block is in use.
+        img[1027 * BS + 9] |= 1 << 3; // bit 75 of group 1: block 1100
+        put16(img, GDT + 32 + 0xC, 1002);
+        sb_put32(img, 0xC, 1004 + 1002);
+    }
+
+    #[test]
+    fn mmp_block_checked_like_the_kernel() {
+        let mut img = image();
+        with_mmp(&mut img, MMP_MAGIC, MMP_SEQ_CLEAN);
+        let src = MemSource::new(img.clone(), "test.img");
+        let ext = Ext::open(&src).expect("opens");
+        assert!(ext.unclean().is_none());
+        assert_eq!(ext.allocation(&src).unwrap().inconsistencies.len(), 0);
+
+        let mut bad = img.clone();
+        put32(&mut bad, 1100 * BS, 0xffff_ffff);
+        assert_eq!(
+            open_err(bad),
+            ExtError::MmpMagic {
+                offset: 1100 * BS as u64,
+                found: 0xffff_ffff,
+            }
+        );
+
+        let mut bad = img.clone();
+        sb_put32(&mut bad, S_MMP_BLOCK as usize, 5000);
+        assert_eq!(
+            open_err(bad),
+            ExtError::MmpBlockRange {
+                offset: SUPERBLOCK_OFFSET + S_MMP_BLOCK,
+                block: 5000,
+                first_data_block: 1,
+                blocks_count: 2048,
+            }
+        );
+
+        // In use on some node, or e2fsck running: not clean.
+        for seq in [12345, MMP_SEQ_FSCK] {
+            let mut busy = img.clone();
+            put32(&mut busy, 1100 * BS + 4, seq);
+            let ext = open(busy).expect("opens");
+            assert!(ext.unclean().unwrap().problem.contains("multiple-mount"));
+        }
+    }
+
+    #[test]
+    fn mmp_checksum_with_metadata_csum() {
+        let mut img = image();
+        with_mmp(&mut img, MMP_MAGIC, MMP_SEQ_CLEAN);
+        let s = SUPERBLOCK_OFFSET as usize;
+        let ro = u32le(&img, s + 0x64) | ro_compat::METADATA_CSUM;
+        put32(&mut img, s + 0x64, ro);
+        img[s + 0x175] = 1; // s_checksum_type: crc32c
+        let c = crc32c(!0, &img[s..s + 0x3FC]);
+        put32(&mut img, s + 0x3FC, c);
+        let seed = crc32c(!0, &img[s + 0x68..s + 0x78]);
+        let computed = crc32c(seed, &img[1100 * BS..1100 * BS + MMP_CHECKSUM]);
+        assert_eq!(
+            open_err(img.clone()),
+            ExtError::MmpChecksum {
+                offset: (1100 * BS + MMP_CHECKSUM) as u64,
+                stored: 0,
+                computed,
+            }
+        );
+        put32(&mut img, 1100 * BS + MMP_CHECKSUM, computed);
+        assert!(open(img).is_ok());
+    }
+
+    #[test]
+    fn itable_unused_beyond_free_inodes() {
+        let mut img = image();
+        let s = SUPERBLOCK_OFFSET as usize;
+        let ro = u32le(&img, s + 0x64) | ro_compat::GDT_CSUM;
+        put32(&mut img, s + 0x64, ro);
+        let d = GDT + 32;
+        put16(&mut img, d + 0xE, 100); // bg_free_inodes_count
+        put16(&mut img, d + 0x1C, 120); // bg_itable_unused
+        let src = MemSource::new(img, "test.img");
+        let ext = Ext::open(&src).expect("opens");
+        let e = check_itable_unused(&ext.sb, 1, &ext.descs[1]).unwrap_err();
+        assert_eq!(
+            e,
+            ExtError::ItableUnused {
+                group: 1,
+                offset: (d + 0x1C) as u64,
+                unused: 120,
+                free: 100,
+                per_group: 128,
+            }
+        );
+        assert!(check_itable_unused(&ext.sb, 0, &ext.descs[0]).is_ok());
+        // A count disagreement: --ignore-fs-check relaxes it.
+        let alloc = ext.allocation(&src).unwrap();
+        assert!(
+            alloc.inconsistencies.contains(&e.to_string()),
+            "{:?}",
+            alloc.inconsistencies
+        );
+    }
+
+    fn inconsistencies(img: Vec<u8>) -> Vec<String> {
+        let src = MemSource::new(img, "test.img");
+        let ext = Ext::open(&src).expect("opens");
+        ext.allocation(&src).expect("allocation").inconsistencies
+    }
+
+    #[test]
+    fn free_inode_count_against_inode_bitmap() {
+        let mut img = image();
+        put16(&mut img, GDT + 0xE, 120);
+        assert_eq!(
+            inconsistencies(img),
+            vec![
+                "the free inode count in the descriptor of group 0 differs from its inode bitmap"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn inode_in_use_beyond_itable_unused() {
+        // e2fsprogs' f_uninit_inode_past_unused: with GDT_CSUM, group 0
+        // says its last 100 inodes (29..=128) were never used, but inode 30
+        // is in use.
+        let mut img = image();
+        let s = SUPERBLOCK_OFFSET as usize;
+        let ro = u32le(&img, s + 0x64) | ro_compat::GDT_CSUM;
+        put32(&mut img, s + 0x64, ro);
+        put16(&mut img, GDT + 0x1C, 100);
+        img[4 * BS + 3] = 0x20; // inode 30: bit 29
+        put16(&mut img, GDT + 0xE, 116);
+        let inc = inconsistencies(img);
+        let e = ExtError::InodeBeyondUnused {
+            group: 0,
+            offset: 4 * BS as u64 + 3,
+            inode: 30,
+            unused: 100,
+        };
+        assert!(inc.contains(&e.to_string()), "{inc:?}");
+        assert!(e.to_string().contains("byte 4099"));
+    }
+
+    #[test]
+    fn inode_uninit_group_has_all_inodes_free() {
+        let mut img = image();
+        let s = SUPERBLOCK_OFFSET as usize;
+        let ro = u32le(&img, s + 0x64) | ro_compat::GDT_CSUM;
+        put32(&mut img, s + 0x64, ro);
+        let sb = Superblock::from_bytes(&img[s..s + SUPERBLOCK_SIZE]).unwrap();
+        let seal = |img: &mut Vec<u8>| {
+            for g in 0..2 {
+                let d = GDT + g * 32;
+                let c = group_desc::checksum(&sb, g as u32, &img[d..d + 32]).unwrap();
+                put16(img, d + 0x1E, c);
+            }
+        };
+        // Group 1: INODE_UNINIT, and garbage in its (unread) inode bitmap.
+        put16(&mut img, GDT + 32 + 0x12, group_desc::BG_INODE_UNINIT);
+        img[1028 * BS] = 0xff;
+        seal(&mut img);
+        assert_eq!(inconsistencies(img.clone()), Vec::<String>::new());
+        put16(&mut img, GDT + 32 + 0xE, 127);
+        seal(&mut img);
+        assert_eq!(
+            inconsistencies(img),
+            vec![
+                "the free inode count in the descriptor of group 1 differs from its inode bitmap"
+                    .to_string()
+            ]
+        );
+    }
+
+    #[test]
+    fn resize_inode_feature_agrees_with_layout() {
+        let mut img = image();
+        // resize_inode with meta_bg (e2fsprogs' f_resize_inode_meta_bg).
+        add_incompat(&mut img, incompat::META_BG);
+        sb_put32(&mut img, 0x5C, compat::RESIZE_INODE);
+        sb_put32(&mut img, 0x104, 1); // s_first_meta_bg: the whole table
+        let e = ExtError::ResizeInodeWithMetaBg {
+            offset: SUPERBLOCK_OFFSET + 0x5C,
+        };
+        assert_eq!(inconsistencies(img), vec![e.to_string()]);
+        // Reserved GDT blocks without resize_inode.
+        let mut img = image();
+        let s = SUPERBLOCK_OFFSET as usize;
+        put16(&mut img, s + 0xCE, 2);
+        let sb = Superblock::from_bytes(&img[s..s + SUPERBLOCK_SIZE]).unwrap();
+        assert_eq!(
+            check_resize_inode(&sb),
+            Err(ExtError::ReservedGdtWithoutResizeInode {
+                offset: SUPERBLOCK_OFFSET + 0xCE,
+                value: 2,
+            })
+        );
+        sb_put32(&mut img, 0x5C, compat::RESIZE_INODE);
+        let sb = Superblock::from_bytes(&img[s..s + SUPERBLOCK_SIZE]).unwrap();
+        assert_eq!(check_resize_inode(&sb), Ok(()));
+    }
+
+    #[test]
+    fn uninit_group_on_1k_bigalloc_marks_descriptors_after_superblock() {
+        // 1 KiB blocks, 4 KiB clusters: 4096 blocks, one group of 8192
+        // clusters would be too big, so 2 groups of 2048 blocks.
+        let mut img = vec![0u8; 4096 * BS];
+        let s = SUPERBLOCK_OFFSET as usize;
+        sb_put32(&mut img, 0x0, 256);
+        sb_put32(&mut img, 0x4, 4096);
+        sb_put32(&mut img, 0x14, 0);
+        sb_put32(&mut img, 0x1C, 2); // s_log_cluster_size: 4 KiB
+        sb_put32(&mut img, 0x20, 2048);
+        sb_put32(&mut img, 0x24, 512);
+        sb_put32(&mut img, 0x28, 128);
+        put16(&mut img, s + 0x38, superblock::EXT_MAGIC);
+        put16(&mut img, s + 0x3A, STATE_VALID);
+        sb_put32(&mut img, 0x4C, 1);
+        put16(&mut img, s + 0x58, 128);
+        put16(&mut img, s + 0xCE, 6); // reserved GDT: blocks 3..=8
+        sb_put32(&mut img, 0x60, incompat::FLEX_BG);
+        sb_put32(
+            &mut img,
+            0x64,
+            ro_compat::SPARSE_SUPER | ro_compat::BIGALLOC | ro_compat::GDT_CSUM,
+        );
+        // Both groups' metadata in group 1.
+        set_desc(&mut img, 0, 2100, 2101, 2104);
+        set_desc(&mut img, 1, 2102, 2103, 2120);
+        let sb = Superblock::from_bytes(&img[s..s + SUPERBLOCK_SIZE]).unwrap();
+        let base = sb.base_metadata(0);
+        assert_eq!(base.superblock, Some((0, 2)));
+        assert_eq!(base.old_desc, Some((2, 7)));
+        // Group 0 BLOCK_UNINIT with a good checksum: its bitmap is not read.
+        put16(&mut img, GDT + 0x12, group_desc::BG_BLOCK_UNINIT);
+        let c = group_desc::checksum(&sb, 0, &img[GDT..GDT + 32]).unwrap();
+        put16(&mut img, GDT + 0x1E, c);
+        let src = MemSource::new(img, "test.img");
+        let ext = Ext::open(&src).expect("opens");
+        let alloc = ext.allocation(&src).unwrap();
+        // Descriptors and reserved GDT blocks are 2..=8: the last is in
+        // cluster 2, which the old layout (the table from block 1, right
+        // after block 0) left unmarked.
+        assert!(alloc.map.is_used(0) && alloc.map.is_used(1) && alloc.map.is_used(2));
+        assert!(!alloc.map.is_used(3));
+    }
 }

@@ -5,7 +5,7 @@
 
 use super::ExtError;
 use super::checksum::crc32c;
-use crate::bytes::{hilo, u16le, u32le};
+use crate::bytes::{hilo, u16le, u32le, u64le};
 
 /// Byte offset of the primary superblock in the volume.
 pub const SUPERBLOCK_OFFSET: u64 = 1024;
@@ -13,6 +13,10 @@ pub const SUPERBLOCK_OFFSET: u64 = 1024;
 pub const SUPERBLOCK_SIZE: usize = 1024;
 /// `s_magic`.
 pub const EXT_MAGIC: u16 = 0xEF53;
+
+/// Largest `s_log_cluster_size` the kernel mounts (`EXT4_MAX_CLUSTER_LOG_SIZE`
+/// 30 less `EXT4_MIN_BLOCK_LOG_SIZE` 10): 1 GiB clusters.
+pub const MAX_LOG_CLUSTER_SIZE: u32 = 20;
 
 /// `s_state` bits.
 pub const STATE_VALID: u16 = 0x1;
@@ -142,6 +146,8 @@ pub struct Superblock {
     pub first_meta_bg: u32,
     /// `s_backup_bgs`.
     pub backup_bgs: [u32; 2],
+    /// `s_mmp_block` (meaningful with the MMP feature).
+    pub mmp_block: u64,
     /// Seed for metadata checksums (from `s_checksum_seed` or the UUID).
     pub csum_seed: u32,
     /// Number of block groups.
@@ -181,6 +187,7 @@ impl Superblock {
         let s_first_meta_bg = u32le(b, 0x104);
         let s_blocks_count_hi = u32le(b, 0x150);
         let s_free_blocks_count_hi = u32le(b, 0x158);
+        let s_mmp_block = u64le(b, 0x168);
         let s_checksum_type = b[0x175];
         let s_backup_bgs = [u32le(b, 0x24C), u32le(b, 0x250)];
         let s_checksum_seed = u32le(b, 0x270);
@@ -220,7 +227,10 @@ impl Superblock {
         let block_size = 1024u32 << s_log_block_size;
         let bigalloc = ro & ro_compat::BIGALLOC != 0;
         let cluster_size = if bigalloc {
-            if s_log_cluster_size < s_log_block_size || s_log_cluster_size > s_log_block_size + 16 {
+            if s_log_cluster_size < s_log_block_size
+                || s_log_cluster_size > s_log_block_size + 16
+                || s_log_cluster_size > MAX_LOG_CLUSTER_SIZE
+            {
                 return Err(ExtError::ClusterSize {
                     offset: at(0x1C),
                     log: s_log_cluster_size,
@@ -284,10 +294,21 @@ impl Superblock {
                 size: inode_size,
             });
         }
-        if s_inodes_per_group == 0 || s_inodes_per_group > block_size * 8 {
+        // Both the kernel and e2fsck want at least one block of inodes.
+        let inodes_per_block = block_size / u32::from(inode_size);
+        if s_inodes_per_group < inodes_per_block || s_inodes_per_group > block_size * 8 {
             return Err(ExtError::InodesPerGroup {
                 offset: at(0x28),
                 value: s_inodes_per_group,
+            });
+        }
+        // The kernel ("reserved GDT blocks insanely large") and e2fsck both
+        // refuse more than one indirect block of them.
+        if u32::from(s_reserved_gdt_blocks) > block_size / 4 {
+            return Err(ExtError::ReservedGdtBlocks {
+                offset: at(0xCE),
+                value: s_reserved_gdt_blocks,
+                max: block_size / 4,
             });
         }
         let desc_size = if is64 { s_desc_size } else { 32 };
@@ -352,6 +373,7 @@ impl Superblock {
             desc_size,
             first_meta_bg: s_first_meta_bg,
             backup_bgs: s_backup_bgs,
+            mmp_block: s_mmp_block,
             csum_seed,
             groups,
         })
@@ -437,6 +459,48 @@ impl Superblock {
         self.group_first_block(bg) + has_super
     }
 
+    /// Byte offset of group `g`'s descriptor in the primary table.
+    pub fn descriptor_offset(&self, g: u32) -> u64 {
+        let dpb = self.descs_per_block();
+        self.descriptor_block(g / dpb) * u64::from(self.block_size)
+            + u64::from(g % dpb) * u64::from(self.desc_size)
+    }
+
+    /// The superblock and descriptor blocks group `g` holds, as e2fsprogs'
+    /// `ext2fs_super_and_bgd_loc2` and `ext2fs_reserve_super_and_bgd` lay
+    /// them out (these also count for BLOCK_UNINIT groups, whose bitmaps
+    /// are not on disk). Ranges are clamped to the filesystem.
+    pub fn base_metadata(&self, g: u32) -> BaseMetadata {
+        let mut start = self.group_first_block(g);
+        let mut meta = BaseMetadata::default();
+        if start == 0 && self.block_size == 1024 {
+            // 1 KiB blocks with bigalloc: block 0 is the boot block, and
+            // the superblock is block 1.
+            start = 1;
+            meta.superblock = Some((0, 2));
+        }
+        let has_super = self.has_super(g);
+        if has_super && meta.superblock.is_none() {
+            meta.superblock = Some((start, 1));
+        }
+        let clamp = |first: u64, n: u64| (first, n.min(self.blocks_count.saturating_sub(first)));
+        let dpb = self.descs_per_block();
+        if !self.has_incompat(incompat::META_BG) || g / dpb < self.first_meta_bg {
+            if has_super {
+                meta.old_desc = Some(clamp(start + 1, self.old_desc_blocks()));
+            }
+        } else {
+            let r = g % dpb;
+            if r == 0 || r == 1 || r == dpb - 1 {
+                let block = start + u64::from(has_super);
+                if block < self.blocks_count {
+                    meta.new_desc = Some(block);
+                }
+            }
+        }
+        meta
+    }
+
     /// Blocks a group with a superblock backup reserves after it for the
     /// old-style descriptor table (e2fsprogs' `old_desc_blocks`).
     pub fn old_desc_blocks(&self) -> u64 {
@@ -446,6 +510,19 @@ impl Superblock {
             u64::from(self.desc_blocks()) + u64::from(self.reserved_gdt_blocks)
         }
     }
+}
+
+/// What a group reserves before its bitmaps: see
+/// [`Superblock::base_metadata`]. Each range is (first block, count).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BaseMetadata {
+    /// The superblock copy (for group 0 of a 1 KiB-block bigalloc
+    /// filesystem, the boot block 0 and the superblock at block 1).
+    pub superblock: Option<(u64, u64)>,
+    /// The old-style descriptor table and the reserved GDT blocks after it.
+    pub old_desc: Option<(u64, u64)>,
+    /// The one META_BG descriptor block the group holds.
+    pub new_desc: Option<u64>,
 }
 
 fn is_power_of(mut n: u32, base: u32) -> bool {
@@ -473,5 +550,89 @@ mod tests {
             .filter(|&g| [3, 5, 7].iter().any(|&b| is_power_of(g, b)))
             .collect();
         assert_eq!(yes, vec![1, 3, 5, 7, 9, 25, 27, 49, 81]);
+    }
+
+    /// A valid superblock: 4 KiB blocks, 32768 blocks in one group, 8192
+    /// inodes of 256 bytes.
+    fn raw() -> Vec<u8> {
+        let mut b = vec![0u8; SUPERBLOCK_SIZE];
+        let mut put = |off: usize, v: u32| b[off..off + 4].copy_from_slice(&v.to_le_bytes());
+        put(0x0, 8192);
+        put(0x4, 32768);
+        put(0x18, 2);
+        put(0x1C, 2);
+        put(0x20, 32768);
+        put(0x24, 32768);
+        put(0x28, 8192);
+        put(0x4C, 1);
+        b[0x38..0x3A].copy_from_slice(&EXT_MAGIC.to_le_bytes());
+        b[0x58..0x5A].copy_from_slice(&256u16.to_le_bytes());
+        b
+    }
+
+    #[test]
+    fn cluster_size_limit_is_the_kernels() {
+        let mut b = raw();
+        b[0x64..0x68].copy_from_slice(&ro_compat::BIGALLOC.to_le_bytes());
+        b[0x18] = 6; // 64 KiB blocks
+        b[0x24..0x28].copy_from_slice(&8u32.to_le_bytes());
+        for (log, ok) in [(20u32, true), (21, false), (22, false)] {
+            b[0x1C..0x20].copy_from_slice(&log.to_le_bytes());
+            let bpg = 8u32 << (log - 6);
+            b[0x20..0x24].copy_from_slice(&bpg.to_le_bytes());
+            b[0x4..0x8].copy_from_slice(&bpg.to_le_bytes());
+            let r = Superblock::from_bytes(&b);
+            if ok {
+                let sb = r.unwrap();
+                assert_eq!(sb.cluster_size, 1 << 30);
+                assert_eq!(sb.cluster_ratio(), 1 << 14);
+            } else {
+                assert_eq!(
+                    r.unwrap_err(),
+                    ExtError::ClusterSize {
+                        offset: SUPERBLOCK_OFFSET + 0x1C,
+                        log
+                    }
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn at_least_a_block_of_inodes_per_group() {
+        let mut b = raw();
+        assert_eq!(
+            Superblock::from_bytes(&b).unwrap().inode_table_blocks(),
+            512
+        );
+        // 16 inodes of 256 bytes fill a 4 KiB block; 8 do not.
+        b[0x28..0x2C].copy_from_slice(&8u32.to_le_bytes());
+        b[0x0..0x4].copy_from_slice(&8u32.to_le_bytes());
+        assert_eq!(
+            Superblock::from_bytes(&b).unwrap_err(),
+            ExtError::InodesPerGroup {
+                offset: SUPERBLOCK_OFFSET + 0x28,
+                value: 8
+            }
+        );
+    }
+
+    #[test]
+    fn descriptor_offsets() {
+        let mut b = raw();
+        // Two groups of 16384 blocks, 64-byte descriptors.
+        b[0x20..0x24].copy_from_slice(&16384u32.to_le_bytes());
+        b[0x24..0x28].copy_from_slice(&16384u32.to_le_bytes());
+        b[0x28..0x2C].copy_from_slice(&4096u32.to_le_bytes());
+        b[0x60] = incompat::BIT64 as u8;
+        b[0xFE..0x100].copy_from_slice(&64u16.to_le_bytes());
+        let sb = Superblock::from_bytes(&b).unwrap();
+        assert_eq!(sb.descriptor_offset(0), 4096);
+        assert_eq!(sb.descriptor_offset(1), 4096 + 64);
+        // Without sparse_super every group has a superblock copy.
+        let base = sb.base_metadata(1);
+        assert_eq!(base.superblock, Some((16384, 1)));
+        assert_eq!(base.old_desc, Some((16385, 1)));
+        assert_eq!(base.new_desc, None);
     }
 }

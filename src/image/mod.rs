@@ -15,7 +15,7 @@ pub use writer::ImageWriter;
 /// Largest raw payload a record may carry.
 pub const MAX_RECORD_PAYLOAD: u32 = 64 << 20;
 /// Payload the writer puts in each record (the copier's chunk size).
-pub const RECORD_PAYLOAD: u32 = 4 << 20;
+pub const RECORD_PAYLOAD: u32 = 1 << 20;
 /// Most index entries the writer keeps before halving them.
 pub const MAX_INDEX_ENTRIES: usize = 65_536;
 

@@ -118,6 +118,20 @@ impl<R: Read> ImageReader<R> {
         Ok(())
     }
 
+    /// Reads `len` bytes into a vector that grows as they arrive, so a
+    /// length field in a hostile image cannot make us allocate more than
+    /// the input holds (plus one step).
+    fn read_vec(&mut self, len: usize, what: &'static str, start: u64) -> Result<Vec<u8>> {
+        const STEP: usize = 1 << 20;
+        let mut v = Vec::with_capacity(len.min(STEP));
+        while v.len() < len {
+            let at = v.len();
+            v.resize(at + (len - at).min(STEP), 0);
+            self.fill(&mut v[at..], what, start)?;
+        }
+        Ok(v)
+    }
+
     /// The next record, its header and extent table checked; `None` after
     /// the trailer has been read and checked and the input has ended.
     pub fn next_record(&mut self) -> Result<Option<RawRecord>> {
@@ -179,8 +193,7 @@ impl<R: Read> ImageReader<R> {
         }
         let (extents, end, clusters) =
             decode_table(offset, &f, &table, &self.geometry, self.prev_end)?;
-        let mut stored = vec![0u8; f.stored_len as usize];
-        self.fill(&mut stored, "record data", offset)?;
+        let stored = self.read_vec(f.stored_len as usize, "record data", offset)?;
         self.index.push(offset, f.first_cluster);
         self.prev_end = end;
         self.used_clusters += clusters;
@@ -199,10 +212,10 @@ impl<R: Read> ImageReader<R> {
         let mut len = [0u8; 4];
         self.fill(&mut len, "trailer", offset)?;
         let len = Trailer::check_len(offset, u32::from_le_bytes(len))?;
-        let mut b = vec![0u8; len];
-        b[..4].copy_from_slice(&super::trailer::TAG_TRAILER);
-        b[4..8].copy_from_slice(&(len as u32).to_le_bytes());
-        self.fill(&mut b[8..], "trailer", offset)?;
+        let mut b = Vec::with_capacity(8);
+        b.extend_from_slice(&super::trailer::TAG_TRAILER);
+        b.extend_from_slice(&(len as u32).to_le_bytes());
+        b.extend(self.read_vec(len - 8, "trailer", offset)?);
         let t = Trailer::from_bytes(offset, &b, self.header.device_size)?;
         let checks = [
             ("record count", t.records, self.index.records()),
@@ -237,11 +250,18 @@ impl<R: Read> ImageReader<R> {
             }
         }
         if let Some(k) = (0..t.index.len()).find(|&k| t.index[k] != self.index.entries[k]) {
+            let ((stored_offset, stored_cluster), (offset_read, cluster_read)) =
+                (t.index[k], self.index.entries[k]);
+            let (field, stored, actual) = if stored_offset != offset_read {
+                ("index entry offset", stored_offset, offset_read)
+            } else {
+                ("index entry first cluster", stored_cluster, cluster_read)
+            };
             return Err(ImageError::TrailerMismatch {
                 offset,
-                field: "index entry offset",
-                stored: t.index[k].0,
-                actual: self.index.entries[k].0,
+                field,
+                stored,
+                actual,
             }
             .into());
         }
@@ -269,7 +289,10 @@ impl<R: Read> ImageReader<R> {
 
 /// Reads the header and, through the trailer's length at the end, the
 /// trailer of a seekable image, without reading the records (`fsimg info`).
+/// The header is read from the start of the file, wherever its cursor is.
 pub fn read_header_and_trailer(file: &mut File, name: &str) -> Result<(Header, Trailer)> {
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("cannot seek in", name, e))?;
     let header = ImageReader::new(&mut *file, name)?.header;
     let size = file
         .seek(SeekFrom::End(0))

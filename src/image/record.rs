@@ -178,8 +178,11 @@ pub fn decode_table(
                 end: start.saturating_add(count),
                 total: g.total_clusters,
             })?;
+        // `start < total_clusters`, so `start * cs < device_size`; but
+        // `end * cs` overflows when the volume ends within the last
+        // cluster below 2^64 (then the clamp to the volume applies).
         let from = start * cs;
-        let to = (end * cs).min(g.device_size);
+        let to = end.saturating_mul(cs).min(g.device_size);
         extents.push(Extent {
             offset: from,
             len: to - from,
@@ -226,6 +229,18 @@ impl RawRecord {
         dctx: &mut Option<zstd::bulk::Decompressor<'static>>,
     ) -> Result<Chunk, ImageError> {
         let data = if self.zstd {
+            // One frame, nothing after it (zstd would decode a second one).
+            if let Ok(n) = zstd::zstd_safe::find_frame_compressed_size(&self.stored)
+                && n != self.stored.len()
+            {
+                return Err(ImageError::Decompress {
+                    offset: self.offset,
+                    why: format!(
+                        "{} bytes after the zstd frame",
+                        self.stored.len().saturating_sub(n)
+                    ),
+                });
+            }
             let d = match dctx {
                 Some(d) => d,
                 None => dctx.insert(zstd::bulk::Decompressor::new().map_err(|e| {

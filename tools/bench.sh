@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Benchmark fsimg against partclone, e2image and the read limit.
+#
+# Usage: tools/bench.sh [ext4|all] [--size MIB] [--fill PCT] [--runs N]
+#                       [--seed N] [--only SCENARIOS] [--label TEXT]
+#                       [--no-md | --md FILE] [--profile]
+#   defaults: ext4, --size 4096, --fill 40, --runs 5
+#   all:      every filesystem fsimg supports (today: ext4 only)
+#   --only:   comma-separated subset of save,clone,restore,zstd,limit
+#   --no-md:  print the table only, do not append to docs/benchmarks.md
+#   --md FILE: append to FILE instead of docs/benchmarks.md
+#   --profile: also run tools/bench-profile.sh (perf stat, strace summary) on
+#             fsimg's save to /dev/null and its clone, printed and appended
+#   FSIMG=path/to/fsimg uses that binary instead of `cargo build --release`.
+#
+# Needs root (the volume is filled through a loop mount), python3,
+# e2fsprogs (mkfs.ext4, e2image, dumpe2fs, e2fsck), partclone (partclone.extfs),
+# zstd, GNU time (/usr/bin/time), coreutils, and a C compiler for the
+# partclone sleep shim (optional).  On Debian/Ubuntu:
+#   apt-get install e2fsprogs partclone zstd python3 time gcc
+#
+# The volume is built by tools/make-bench-fs.sh and cached in /dev/shm, so it
+# and every output stay in RAM (needs about 4x the volume size free in
+# /dev/shm).  Scenarios, each with one untimed warm-up (checked for
+# correctness) and N timed rounds, tools alternating:
+#   save     fsimg -s -o - VOL >/dev/null | partclone.extfs -c -s VOL -o - >/dev/null
+#            | e2image -ra VOL - >/dev/null
+#   clone    fsimg -o OUT VOL | e2image -ra VOL OUT | partclone.extfs -b -s VOL -O OUT
+#   restore  fsimg -r -o OUT IMG | partclone.extfs -r -s PCIMG -O OUT
+#   zstd     fsimg -s -z 3 -o - VOL >OUT | partclone.extfs -c -s VOL -o - | zstd -T0 -3 >OUT
+#   limit    dd if=VOL bs=4M (time x used fraction) | pread of the used ranges only
+# The table goes to stdout and, as markdown, is appended to docs/benchmarks.md.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+fs=ext4 size=4096 fill=40 runs=5 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0
+while [ $# -gt 0 ]; do
+    case $1 in
+        ext4|all) fs=$1; shift ;;
+        --size) size=$2; shift 2 ;;
+        --fill) fill=$2; shift 2 ;;
+        --runs) runs=$2; shift 2 ;;
+        --seed) seed=$2; shift 2 ;;
+        --only) only=$2; shift 2 ;;
+        --label) label=$2; shift 2 ;;
+        --no-md) md=""; shift ;;
+        --md) md=$2; shift 2 ;;
+        --profile) profile=1; shift ;;
+        -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+        *) echo "bench: unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case $runs in ''|*[!0-9]*|0) echo "bench: --runs must be a positive number" >&2; exit 2 ;; esac
+[ "$(id -u)" = 0 ] || { echo "bench: must run as root (the volume is filled through a loop mount)" >&2; exit 1; }
+for tool in python3 mkfs.ext4 e2image dumpe2fs e2fsck partclone.extfs zstd dd cmp /usr/bin/time; do
+    command -v "$tool" >/dev/null || { echo "bench: missing tool: $tool" >&2; exit 1; }
+done
+
+if [ -z "${FSIMG:-}" ]; then
+    echo "bench: cargo build --release" >&2
+    (cd "$root" && cargo build --release -q)
+    FSIMG=$root/target/release/fsimg
+fi
+[ -x "$FSIMG" ] || { echo "bench: no fsimg binary at $FSIMG" >&2; exit 1; }
+# What was built: commit, and whether the tree had changes.
+desc=$("$FSIMG" --version 2>/dev/null | head -1 || echo fsimg)
+if git -C "$root" rev-parse --short HEAD >/dev/null 2>&1; then
+    desc="$desc, commit $(git -C "$root" rev-parse --short HEAD)"
+    [ -z "$(git -C "$root" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] ||
+        desc="$desc + uncommitted changes"
+fi
+
+case $fs in
+    ext4|all) filesystems="ext4" ;;
+esac
+
+work=$(mktemp -d /dev/shm/fsimg-bench-run.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+# A private copy, so a rebuild during the run cannot swap the binary.
+cp "$FSIMG" "$work/fsimg"
+FSIMG=$work/fsimg
+
+# partclone's progress thread sleeps 2 s at a time and is joined at the end;
+# preload a shim that shortens the sleep (tools/partclone-nosleep.c).
+shim=""
+if command -v cc >/dev/null &&
+   cc -O2 -shared -fPIC -o "$work/partclone-nosleep.so" "$here/partclone-nosleep.c" 2>/dev/null; then
+    shim=$work/partclone-nosleep.so
+else
+    echo "bench: no C compiler: partclone is timed stock (rounded up to 2 s steps)" >&2
+fi
+
+for f in $filesystems; do
+    vol=$("$here/make-bench-fs.sh" --size "$size" --fill "$fill" --seed "$seed")
+    need=$(( size * 1024 * 3 ))
+    have=$(df -k --output=avail /dev/shm | tail -1)
+    if [ "$have" -lt "$need" ]; then
+        echo "bench: /dev/shm has $((have / 1024)) MiB free, want about $((need / 1024)) MiB for outputs" >&2
+    fi
+    FSIMG_DESC=$desc python3 "$here/bench.py" --fsimg "$FSIMG" --vol "$vol" --runs "$runs" --work "$work/$f" \
+        ${md:+--md "$md"} ${label:+--label "$label"} ${only:+--only "$only"} ${shim:+--shim "$shim"}
+    if [ "$profile" = 1 ]; then
+        prof=$( { FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" save
+                  FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" clone; } )
+        printf '%s\n' "$prof"
+        if [ -n "$md" ]; then
+            printf '\n#### Profile of fsimg on this volume\n\n%s\n\n' "$prof" >>"$md"
+        fi
+    fi
+done

@@ -8,6 +8,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::fs::ext::ExtError;
+use crate::fs::fat::FatError;
 use crate::image::ImageError;
 
 /// Result alias for fsimg operations.
@@ -87,6 +88,10 @@ pub enum Error {
     /// The ext2/3/4 filesystem is corrupt or unsupported.
     #[error(transparent)]
     Ext(#[from] ExtError),
+
+    /// The FAT filesystem is corrupt.
+    #[error(transparent)]
+    Fat(#[from] FatError),
 
     /// The special image is corrupt, truncated or unsupported.
     #[error(transparent)]

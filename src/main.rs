@@ -115,6 +115,8 @@ enum FsTypeArg {
     Auto,
     /// ext2, ext3 or ext4.
     Ext,
+    /// FAT12, FAT16 or FAT32.
+    Fat,
     /// Copy every block (unknown filesystems, whole disks).
     Raw,
 }
@@ -124,6 +126,7 @@ impl From<FsTypeArg> for FsChoice {
         match a {
             FsTypeArg::Auto => FsChoice::Auto,
             FsTypeArg::Ext => FsChoice::Ext,
+            FsTypeArg::Fat => FsChoice::Fat,
             FsTypeArg::Raw => FsChoice::Raw,
         }
     }

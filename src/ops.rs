@@ -467,6 +467,7 @@ pub fn info_volume(source: &Path, choice: FsChoice) -> Result<Vec<(&'static str,
             for i in a.inconsistencies {
                 lines.push(("inconsistency", i));
             }
+            lines.extend(a.details);
             for w in a.warnings {
                 lines.push(("warning", w));
             }

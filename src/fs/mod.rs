@@ -2,6 +2,7 @@
 //! clusters are in use. They only read.
 
 pub mod ext;
+pub mod fat;
 pub mod raw;
 
 use crate::allocmap::AllocationMap;
@@ -15,6 +16,8 @@ pub enum FsChoice {
     Auto,
     /// ext2, ext3 or ext4.
     Ext,
+    /// FAT12, FAT16 or FAT32.
+    Fat,
     /// Any content: every cluster is copied.
     Raw,
 }
@@ -30,6 +33,12 @@ pub enum FsKind {
     Ext3,
     /// ext4.
     Ext4,
+    /// FAT12.
+    Fat12,
+    /// FAT16.
+    Fat16,
+    /// FAT32.
+    Fat32,
 }
 
 impl FsKind {
@@ -40,6 +49,9 @@ impl FsKind {
             FsKind::Ext2 => "ext2",
             FsKind::Ext3 => "ext3",
             FsKind::Ext4 => "ext4",
+            FsKind::Fat12 => "fat12",
+            FsKind::Fat16 => "fat16",
+            FsKind::Fat32 => "fat32",
         }
     }
 
@@ -50,6 +62,9 @@ impl FsKind {
             FsKind::Ext2 => 2,
             FsKind::Ext3 => 3,
             FsKind::Ext4 => 4,
+            FsKind::Fat12 => 5,
+            FsKind::Fat16 => 6,
+            FsKind::Fat32 => 7,
         }
     }
 
@@ -60,6 +75,9 @@ impl FsKind {
             2 => FsKind::Ext2,
             3 => FsKind::Ext3,
             4 => FsKind::Ext4,
+            5 => FsKind::Fat12,
+            6 => FsKind::Fat16,
+            7 => FsKind::Fat32,
             _ => return None,
         })
     }
@@ -86,6 +104,8 @@ pub struct Allocation {
     /// Disagreements that do not put the copy at risk (a summary counter the
     /// filesystem recomputes); reported, never refused.
     pub warnings: Vec<String>,
+    /// Filesystem-specific counts for `fsimg info`.
+    pub details: Vec<(&'static str, String)>,
 }
 
 /// A recognised filesystem.
@@ -117,9 +137,13 @@ pub fn open(src: &dyn Source, choice: FsChoice) -> Result<Box<dyn Filesystem>> {
     match choice {
         FsChoice::Raw => Ok(Box::new(raw::Raw::new(src))),
         FsChoice::Ext => Ok(Box::new(ext::Ext::open(src)?)),
+        FsChoice::Fat => Ok(Box::new(fat::Fat::open(src)?)),
         FsChoice::Auto => {
             if ext::Ext::probe(src)? {
                 return Ok(Box::new(ext::Ext::open(src)?));
+            }
+            if fat::Fat::probe(src)? {
+                return Ok(Box::new(fat::Fat::open(src)?));
             }
             Err(Error::UnknownFilesystem {
                 name: src.name().to_string(),
@@ -141,11 +165,9 @@ fn describe_unknown(src: &dyn Source) -> Result<String> {
         "the first 4 KiB are all zeros".to_string()
     } else if &head[3..11] == b"NTFS    " {
         "an NTFS boot sector, which this version cannot read yet".to_string()
-    } else if &head[0x52..0x57] == b"FAT32" || &head[0x36..0x39] == b"FAT" {
-        "a FAT boot sector, which this version cannot read yet".to_string()
     } else {
         format!(
-            "no ext superblock magic at byte 1080 (found 0x{magic:04x}), no NTFS or FAT boot sector"
+            "no ext superblock magic at byte 1080 (found 0x{magic:04x}), no FAT or NTFS boot sector"
         )
     })
 }

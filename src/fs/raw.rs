@@ -52,6 +52,7 @@ impl Filesystem for Raw {
             map: AllocationMap::all_used(RAW_CLUSTER_SIZE, self.size),
             inconsistencies: Vec::new(),
             warnings: Vec::new(),
+            details: Vec::new(),
         })
     }
 }

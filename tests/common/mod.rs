@@ -46,15 +46,21 @@ pub fn run_err(args: &[&str], needle: &str) -> String {
 
 /// The names of the ext test images (without `.img.zst`).
 pub fn ext_images() -> Vec<String> {
-    let mut names: Vec<String> = fs::read_dir(testdata("ext"))
-        .expect("testdata/ext exists")
+    let names = images("ext");
+    assert!(names.len() >= 9, "ext test images are missing");
+    names
+}
+
+/// The names of the test images in testdata/KIND (without `.img.zst`).
+pub fn images(kind: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(testdata(kind))
+        .expect("testdata directory exists")
         .filter_map(|e| {
             let n = e.ok()?.file_name().into_string().ok()?;
             n.strip_suffix(".img.zst").map(str::to_string)
         })
         .collect();
     names.sort();
-    assert!(names.len() >= 9, "ext test images are missing");
     names
 }
 
@@ -67,13 +73,23 @@ pub fn testdata(rel: &str) -> PathBuf {
 
 /// The decompressed bytes of testdata/ext/NAME.img.zst.
 pub fn ext_image(name: &str) -> Vec<u8> {
-    let z = fs::read(testdata(&format!("ext/{name}.img.zst"))).expect("image exists");
+    image("ext", name)
+}
+
+/// The decompressed bytes of testdata/KIND/NAME.img.zst.
+pub fn image(kind: &str, name: &str) -> Vec<u8> {
+    let z = fs::read(testdata(&format!("{kind}/{name}.img.zst"))).expect("image exists");
     zstd::decode_all(&z[..]).expect("image decompresses")
 }
 
 /// The key=value lines of testdata/ext/NAME.expected.
 pub fn expected(name: &str) -> HashMap<String, String> {
-    fs::read_to_string(testdata(&format!("ext/{name}.expected")))
+    expected_in("ext", name)
+}
+
+/// The key=value lines of testdata/KIND/NAME.expected.
+pub fn expected_in(kind: &str, name: &str) -> HashMap<String, String> {
+    fs::read_to_string(testdata(&format!("{kind}/{name}.expected")))
         .expect("expected file exists")
         .lines()
         .filter(|l| !l.starts_with('#'))

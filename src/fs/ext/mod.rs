@@ -401,6 +401,7 @@ impl Filesystem for Ext {
             map,
             inconsistencies,
             warnings,
+            details: Vec::new(),
         })
     }
 }

@@ -39,6 +39,22 @@ pub enum Error {
         source: io::Error,
     },
 
+    /// A read from the source volume failed while copying (not in rescue
+    /// mode).
+    #[error(
+        "read error on {name} at byte {offset} (length {len}): {source}; use --rescue to copy past unreadable sectors"
+    )]
+    Unreadable {
+        /// Name of the source (its path).
+        name: String,
+        /// Byte offset of the failed read in the source.
+        offset: u64,
+        /// Length of the failed read.
+        len: u64,
+        /// The underlying error.
+        source: io::Error,
+    },
+
     /// A write to the target failed.
     #[error("write error on {target} at byte {offset}: {source}")]
     Write {

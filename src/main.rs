@@ -3,7 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,8 @@ Examples:
   fsimg -r -o restored.img sda1.fsimg       restore to a new sparse file
   fsimg verify sda1.fsimg                   check every checksum and the trailer
 
-Exit status: 0 success, 1 error, 2 bad command line, 130 interrupted.";
+Exit status: 0 success, 1 error, 2 bad command line, 3 finished with
+unreadable sectors (--rescue), 130 interrupted.";
 
 /// Filesystem-aware disk imager: copies only the clusters a filesystem uses.
 #[derive(Parser, Debug)]
@@ -55,6 +56,11 @@ struct Cli {
     /// Copy even if the filesystem's counts disagree with its bitmaps.
     #[arg(long)]
     ignore_fs_check: bool,
+
+    /// Go on past read errors: each unreadable sector is written as
+    /// "BadSectoR\0" then "?", and every bad range is listed (exit status 3).
+    #[arg(long, conflicts_with = "restore_image")]
+    rescue: bool,
 
     /// No progress and no summary.
     #[arg(short = 'q', long)]
@@ -139,6 +145,7 @@ struct Stderr {
     start: Instant,
     last: Mutex<Option<Instant>>,
     stop: Arc<AtomicBool>,
+    bad: AtomicU64,
 }
 
 impl Stderr {
@@ -154,6 +161,7 @@ impl Stderr {
             start: Instant::now(),
             last: Mutex::new(None),
             stop,
+            bad: AtomicU64::new(0),
         }
     }
 
@@ -196,12 +204,20 @@ impl Report for Stderr {
             human(rate as u64),
             hms(eta)
         );
+        let bad = self.bad.load(Ordering::Relaxed);
+        if bad > 0 {
+            let _ = write!(err, "  {} unreadable", human(bad));
+        }
         let _ = err.flush();
     }
 
     fn warn(&self, msg: &str) {
         self.clear_line();
         eprintln!("fsimg: warning: {msg}");
+    }
+
+    fn bad(&self, bytes: u64) {
+        self.bad.store(bytes, Ordering::Relaxed);
     }
 
     fn cancelled(&self) -> bool {
@@ -234,7 +250,10 @@ fn thread_count(arg: Option<u16>) -> usize {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+/// Exit status of a rescue run that finished with unreadable sectors.
+const EXIT_BAD_SECTORS: u8 = 3;
+
+fn run(cli: Cli) -> Result<u8, Error> {
     let report = Stderr::new(cli.quiet);
     match cli.command {
         Some(Command::Info { fs_type, path }) => {
@@ -244,7 +263,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             for (k, v) in lines {
                 let _ = writeln!(out, "{k:width$}  {v}");
             }
-            return Ok(());
+            return Ok(0);
         }
         Some(Command::Verify { threads, path }) => {
             let s = ops::verify(&path, thread_count(threads), &report)?;
@@ -257,7 +276,7 @@ fn run(cli: Cli) -> Result<(), Error> {
                 s.header.device_size,
                 s.trailer.bad_ranges.len()
             );
-            return Ok(());
+            return Ok(0);
         }
         None => {}
     }
@@ -277,6 +296,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     let checks = Checks {
         force: cli.force,
         ignore_fs_check: cli.ignore_fs_check,
+        rescue: cli.rescue,
     };
     let threads = thread_count(cli.threads);
     if cli.restore_image {
@@ -290,7 +310,13 @@ fn run(cli: Cli) -> Result<(), Error> {
                 report.start.elapsed().as_secs_f64()
             );
         }
-        return Ok(());
+        if !s.trailer.bad_ranges.is_empty() {
+            report.warn(&format!(
+                "the image was made in rescue mode: {} unreadable range(s) hold the BadSectoR marker (fsimg info lists them)",
+                s.trailer.bad_ranges.len()
+            ));
+        }
+        return Ok(0);
     }
     let summary = if cli.save_image {
         let opts = ops::SaveOptions {
@@ -316,7 +342,21 @@ fn run(cli: Cli) -> Result<(), Error> {
             human((summary.stats.bytes as f64 / secs.max(1e-3)) as u64)
         );
     }
-    Ok(())
+    let bad = &summary.stats.bad;
+    if bad.is_empty() {
+        return Ok(0);
+    }
+    // Always printed, even with -q: this is what was lost.
+    let total: u64 = bad.iter().map(|e| e.len).sum();
+    eprintln!(
+        "fsimg: {} unreadable range(s), {} bytes, written as BadSectoR sectors:",
+        bad.len(),
+        total
+    );
+    for e in bad {
+        eprintln!("  bytes {}..{} ({} bytes)", e.offset, e.end(), e.len);
+    }
+    Ok(EXIT_BAD_SECTORS)
 }
 
 fn main() -> ExitCode {
@@ -328,7 +368,7 @@ fn main() -> ExitCode {
         }
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("fsimg: {e}");
             ExitCode::from(e.exit_code() as u8)

@@ -37,6 +37,8 @@ pub struct Checks {
     pub force: bool,
     /// `--ignore-fs-check`: copy despite inconsistent counts.
     pub ignore_fs_check: bool,
+    /// `--rescue`: go on past read errors, marking unreadable sectors.
+    pub rescue: bool,
 }
 
 /// What a finished copy did.
@@ -144,7 +146,10 @@ pub fn clone(
         &opened.src,
         &alloc.map,
         sink.as_mut(),
-        &CopyOptions::default(),
+        &CopyOptions {
+            rescue: checks.rescue,
+            ..CopyOptions::default()
+        },
         report,
     )?;
     sink.finish()?;
@@ -199,7 +204,11 @@ pub fn save(
     let header = Header {
         minor: header::MINOR,
         fs: opened.fs.kind().code(),
-        flags: 0,
+        flags: if checks.rescue {
+            header::FLAG_RESCUE
+        } else {
+            0
+        },
         cluster_size: cs,
         device_size: map.device_size(),
         total_clusters: map.total_clusters(),
@@ -217,9 +226,11 @@ pub fn save(
     let mut writer = ImageWriter::new(out, &name, &header, opts.zstd_level, opts.threads)?;
     let copy_opts = CopyOptions {
         chunk_bytes: u64::from(max_record),
+        rescue: checks.rescue,
         ..CopyOptions::default()
     };
     let stats = copier::copy(&opened.src, map, &mut writer, &copy_opts, report)?;
+    writer.set_bad_ranges(stats.bad.clone());
     writer.finish()?;
     writer.into_inner().commit()?;
     Ok(summary(&opened, &alloc, stats))

@@ -6,6 +6,8 @@ pub trait Report: Sync {
     fn progress(&self, _done: u64, _total: u64) {}
     /// Something the user should know; the operation goes on.
     fn warn(&self, _msg: &str) {}
+    /// `bytes` of the volume have been found unreadable so far (rescue).
+    fn bad(&self, _bytes: u64) {}
     /// Whether the user asked to stop (Ctrl-C); checked between chunks so
     /// that a stopped run cleans up like a failed one.
     fn cancelled(&self) -> bool {

@@ -902,6 +902,7 @@ fn last_cluster_of_a_volume_near_2_pow_64() {
     w.write_chunk(Chunk {
         extents: vec![Extent { offset, len }],
         data: vec![7; len as usize],
+        bad: Vec::new(),
     })
     .unwrap();
     w.finish().unwrap();

@@ -278,6 +278,7 @@ impl RawRecord {
         Ok(Chunk {
             extents: self.extents,
             data,
+            bad: Vec::new(),
         })
     }
 }

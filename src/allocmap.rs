@@ -90,6 +90,22 @@ impl AllocationMap {
         self.mark_used(first, last - first + 1);
     }
 
+    /// Clears every cluster lying wholly inside `[offset, offset+len)` (the
+    /// short last cluster counts as whole when the range reaches the end).
+    pub fn mark_bytes_free(&mut self, offset: u64, len: u64) {
+        let cs = u64::from(self.cluster_size);
+        let end = offset.saturating_add(len).min(self.device_size);
+        let first = offset.div_ceil(cs);
+        let last = if end == self.device_size {
+            self.bits.len() as u64
+        } else {
+            end / cs
+        };
+        if first < last {
+            self.bits[first as usize..last as usize].fill(false);
+        }
+    }
+
     /// ORs an on-disk bitmap (bit `i` of the volume is `bytes[i/8] >> (i%8)`,
     /// the layout ext, NTFS and partclone share) into the map, starting at
     /// cluster `first`, taking `nbits` bits. Bits past the map are ignored.

@@ -24,6 +24,7 @@ pub mod copier;
 pub mod error;
 pub mod fs;
 pub mod image;
+pub mod mapfile;
 pub mod ops;
 pub mod pool;
 pub mod report;

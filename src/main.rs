@@ -62,6 +62,26 @@ struct Cli {
     #[arg(long, conflicts_with = "restore_image")]
     rescue: bool,
 
+    /// Record the rescue in FILE (GNU ddrescue's mapfile format); a rerun
+    /// with the same FILE and output skips what was copied.
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "rescue",
+        conflicts_with = "save_image"
+    )]
+    mapfile: Option<PathBuf>,
+
+    /// Read the unreadable ranges again, up to N more passes.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "rescue",
+        conflicts_with = "save_image"
+    )]
+    retries: u32,
+
     /// No progress and no summary.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -324,6 +344,19 @@ fn run(cli: Cli) -> Result<u8, Error> {
             threads,
         };
         ops::save(&source, &output, cli.fs_type.into(), checks, opts, &report)?
+    } else if cli.mapfile.is_some() || cli.retries > 0 {
+        let resume = ops::Resume {
+            mapfile: cli.mapfile,
+            retries: cli.retries,
+        };
+        ops::rescue_clone(
+            &source,
+            &output,
+            cli.fs_type.into(),
+            checks,
+            &resume,
+            &report,
+        )?
     } else {
         ops::clone(&source, &output, cli.fs_type.into(), checks, &report)?
     };

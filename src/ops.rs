@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 use std::thread;
 
+use crate::allocmap::AllocationMap;
 use crate::copier::{self, Chunk, CopyOptions, CopyStats};
 use crate::error::{Error, Result};
 use crate::fs::{self, Allocation, Filesystem, FsChoice, FsKind};
 use crate::image::record::RawRecord;
 use crate::image::{self, Header, ImageError, ImageReader, ImageWriter, Trailer, header};
+use crate::mapfile::{self, Mapfile, MapfileSink};
 use crate::pool::OrderedPool;
 use crate::report::Report;
 use crate::safety;
@@ -128,6 +130,96 @@ pub fn volume_sink(
             Box::new(FileSink::open(p, FileMode::Overwrite, device_size, source)?)
         }
     })
+}
+
+/// A rescue clone's mapfile and retries.
+#[derive(Clone, Debug, Default)]
+pub struct Resume {
+    /// `--mapfile`: ddrescue-format record of what was copied; a rerun
+    /// skips what it says is copied.
+    pub mapfile: Option<PathBuf>,
+    /// `--retries`: passes over the unreadable ranges after the first.
+    pub retries: u32,
+}
+
+/// A rescue clone to a file or device, recorded in a mapfile (resumed from
+/// it if it exists), with retry passes over what could not be read.
+pub fn rescue_clone(
+    source: &Path,
+    output: &Output,
+    choice: FsChoice,
+    checks: Checks,
+    resume: &Resume,
+    report: &dyn Report,
+) -> Result<Summary> {
+    let opened = open_source(source, choice, checks)?;
+    let device_size = opened.fs.device_size();
+    let (path, mode) = match output {
+        Output::New(p) => (p, FileMode::Create),
+        Output::Overwrite(p) => (p, FileMode::Overwrite),
+        Output::Stdout => {
+            return Err(Error::Usage(
+                "--mapfile and --retries need a file or device to write to (-o or -O)".into(),
+            ));
+        }
+    };
+    let mut file = FileSink::open(path, mode, device_size, Some(opened.src.file()))?;
+    let alloc = allocation(&opened, checks, report)?;
+    let mapfile = match &resume.mapfile {
+        Some(p) => Mapfile::load(p, device_size)?,
+        None => Mapfile::new(device_size),
+    };
+    if resume.mapfile.is_some() {
+        file.keep_on_failure();
+    }
+    let stats = rescue_copy(&opened.src, &alloc.map, &mut file, mapfile, resume, report)?;
+    Ok(summary(&opened, &alloc, stats))
+}
+
+/// The passes of a rescue copy: first what `used` holds that `mapfile`
+/// does not record as copied or unreadable, then up to `resume.retries`
+/// passes over the unreadable ranges. The mapfile is updated as chunks are
+/// written (and saved at `resume.mapfile`, if given); the sink is finished.
+/// Returns the ranges still unreadable in `bad`.
+pub fn rescue_copy(
+    src: &dyn Source,
+    used: &AllocationMap,
+    sink: &mut dyn Sink,
+    mapfile: Mapfile,
+    resume: &Resume,
+    report: &dyn Report,
+) -> Result<CopyStats> {
+    let opts = CopyOptions {
+        rescue: true,
+        ..CopyOptions::default()
+    };
+    let mut todo = used.clone();
+    for e in mapfile
+        .ranges(mapfile::FINISHED)
+        .chain(mapfile.ranges(mapfile::BAD))
+    {
+        todo.mark_bytes_free(e.offset, e.len);
+    }
+    let mut sink = MapfileSink::new(sink, mapfile, resume.mapfile.as_deref());
+    let mut stats = copier::copy(src, &todo, &mut sink, &opts, report)?;
+    for _ in 0..resume.retries {
+        let bad: Vec<_> = sink.mapfile().ranges(mapfile::BAD).collect();
+        if bad.is_empty() {
+            break;
+        }
+        // Whole clusters at a time: the good sectors among them are written
+        // again, the same bytes.
+        let mut retry = AllocationMap::new(used.cluster_size(), used.device_size());
+        for e in &bad {
+            retry.mark_bytes_used(e.offset, e.len);
+        }
+        let s = copier::copy(src, &retry, &mut sink, &opts, report)?;
+        stats.bytes += s.bytes;
+        stats.chunks += s.chunks;
+    }
+    sink.finish()?;
+    stats.bad = sink.mapfile().ranges(mapfile::BAD).collect();
+    Ok(stats)
 }
 
 /// Clones the used clusters of `source` to `output`.

@@ -135,6 +135,12 @@ impl FileSink {
         })
     }
 
+    /// Keeps the file even if the run fails: a mapfile vouches for what
+    /// was written, and the next run resumes into it.
+    pub fn keep_on_failure(&mut self) {
+        self.guard.disarm();
+    }
+
     fn write_error(&self, offset: u64, e: io::Error) -> Error {
         Error::Write {
             target: self.path.display().to_string(),

@@ -78,7 +78,8 @@ pub fn open_source(source: &Path, choice: FsChoice, checks: Checks) -> Result<Op
             .map_err(|e| Error::io("cannot stat", source, e))?;
         safety::check_source_not_mounted_rw(source, &meta)?;
     }
-    let fs = fs::open(&src, choice)?;
+    let mut fs = fs::open(&src, choice)?;
+    fs.set_rescue(checks.rescue);
     if let Some(u) = fs.unclean()
         && !checks.force
     {

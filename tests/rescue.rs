@@ -246,3 +246,123 @@ fn ddrescuelog_reads_the_mapfile() {
         .collect();
     assert_eq!(blocks, (0x1000..0x1008).collect::<Vec<u64>>());
 }
+
+fn image_disk(kind: &str, name: &str, bad: (u64, u64)) -> Disk {
+    Disk {
+        data: common::image(kind, name),
+        bad,
+        healed: AtomicBool::new(false),
+        read: AtomicU64::new(0),
+    }
+}
+
+fn allocation(d: &Disk, rescue: bool) -> fsimg::Result<fsimg::fs::Allocation> {
+    let mut fs = fsimg::fs::open(d, fsimg::fs::FsChoice::Auto)?;
+    fs.set_rescue(rescue);
+    fs.allocation(d)
+}
+
+/// An unreadable ext block bitmap: without --rescue the run stops; with
+/// it the group is copied whole and the report says so.
+#[test]
+fn unreadable_ext_bitmap_copies_its_group() {
+    let img = common::image("ext", "ext2-1k");
+    // Group 1's bg_block_bitmap: descriptors at block 2, 32 bytes each.
+    let block = u64::from(u32::from_le_bytes(
+        img[2048 + 32..2048 + 36].try_into().unwrap(),
+    ));
+    let d = image_disk("ext", "ext2-1k", (block * 1024, block * 1024 + 1024));
+    assert!(matches!(
+        allocation(&d, false),
+        Err(fsimg::Error::Read { .. })
+    ));
+    let a = allocation(&d, true).unwrap();
+    assert!(a.inconsistencies.is_empty(), "{:?}", a.inconsistencies);
+    let bpg = common::expected_u64(&common::expected_in("ext", "ext2-1k"), "blocks_per_group");
+    assert_eq!(
+        a.warnings,
+        vec![format!(
+            "the block bitmap of group 1 (block {block}) is unreadable: all {bpg} of its clusters are copied"
+        )]
+    );
+    assert_eq!(a.map.count_used(1 + bpg, bpg), bpg);
+    d.healed.store(true, Ordering::Relaxed);
+    let clean = allocation(&d, false).unwrap();
+    assert_eq!(
+        a.map.count_used(1, bpg),
+        clean.map.count_used(1, bpg),
+        "group 0 as read"
+    );
+    assert!(
+        clean.map.count_used(1 + bpg, bpg) < bpg,
+        "group 1 is not full"
+    );
+}
+
+/// An unreadable FAT sector: if the other copy reads, nothing changes but
+/// a warning; if no copy reads, the clusters it describes are copied.
+#[test]
+fn unreadable_fat_sectors() {
+    let img = common::image("fat", "fat16");
+    let bps = u64::from(u16::from_le_bytes([img[11], img[12]]));
+    let rsvd = u64::from(u16::from_le_bytes([img[14], img[15]]));
+    let fatsz = u64::from(u16::from_le_bytes([img[0x16], img[0x17]]));
+    let fat0 = rsvd * bps;
+    let clean = allocation(&image_disk("fat", "fat16", (0, 0)), false).unwrap();
+
+    // Sector 1 of the first FAT (entries 256..511) only.
+    let d = image_disk("fat", "fat16", (fat0 + bps, fat0 + 2 * bps));
+    assert!(matches!(
+        allocation(&d, false),
+        Err(fsimg::Error::Read { .. })
+    ));
+    let a = allocation(&d, true).unwrap();
+    assert_eq!(
+        a.map.used_clusters(),
+        clean.map.used_clusters(),
+        "FAT 2 describes them"
+    );
+    assert!(a.warnings[0].starts_with(&format!(
+        "1 FAT sector(s) are unreadable (the first at byte {})",
+        fat0 + bps
+    )));
+
+    // The same sector in both FATs: clusters 256..511 are copied raw.
+    struct Both(Disk, (u64, u64));
+    impl Source for Both {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            let end = offset + buf.len() as u64;
+            if offset < self.1.1 && self.1.0 < end {
+                return Err(io::Error::from_raw_os_error(5));
+            }
+            self.0.read_exact_at(buf, offset)
+        }
+        fn name(&self) -> &str {
+            "both"
+        }
+    }
+    let fat1 = fat0 + fatsz * bps;
+    let both = Both(
+        image_disk("fat", "fat16", (fat0 + bps, fat0 + 2 * bps)),
+        (fat1 + bps, fat1 + 2 * bps),
+    );
+    let mut fs = fsimg::fs::open(&both, fsimg::fs::FsChoice::Auto).unwrap();
+    fs.set_rescue(true);
+    let a = fs.allocation(&both).unwrap();
+    let spc = u64::from(img[13]);
+    let data =
+        common::expected_u64(&common::expected_in("fat", "fat16"), "first_data_sector") * bps;
+    let unit = u64::from(a.map.cluster_size());
+    for c in 256..512u64 {
+        let at = data + (c - 2) * spc * bps;
+        assert!(a.map.is_used(at / unit), "cluster {c} is copied");
+    }
+    assert!(
+        a.warnings[0].starts_with("2 FAT sector(s) are unreadable"),
+        "{:?}",
+        a.warnings
+    );
+}

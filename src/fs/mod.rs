@@ -130,6 +130,11 @@ pub trait Filesystem {
 
     /// Reads the allocation map from the volume.
     fn allocation(&self, src: &dyn Source) -> Result<Allocation>;
+
+    /// In rescue mode, unreadable metadata does not stop
+    /// [`Filesystem::allocation`]: what it describes is treated as used,
+    /// with a warning.
+    fn set_rescue(&mut self, _on: bool) {}
 }
 
 /// Recognises the filesystem on `src`.

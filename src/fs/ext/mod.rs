@@ -49,6 +49,8 @@ pub struct Ext {
     descs: Vec<GroupDesc>,
     /// `mmp_seq` of the MMP block, with the MMP feature.
     mmp_seq: Option<u32>,
+    /// Survive unreadable bitmaps (rescue mode).
+    rescue: bool,
 }
 
 impl Ext {
@@ -76,7 +78,12 @@ impl Ext {
         let descs = read_descriptors(src, &sb)?;
         check_overlaps(&sb, &descs)?;
         let mmp_seq = read_mmp(src, &sb)?;
-        Ok(Ext { sb, descs, mmp_seq })
+        Ok(Ext {
+            sb,
+            descs,
+            mmp_seq,
+            rescue: false,
+        })
     }
 
     /// The superblock.
@@ -172,6 +179,10 @@ fn read_descriptors(src: &dyn Source, sb: &Superblock) -> Result<Vec<GroupDesc>>
 }
 
 impl Filesystem for Ext {
+    fn set_rescue(&mut self, on: bool) {
+        self.rescue = on;
+    }
+
     fn kind(&self) -> FsKind {
         let sb = &self.sb;
         let ext3_incompat = incompat::FILETYPE | incompat::RECOVER | incompat::META_BG;
@@ -323,36 +334,53 @@ impl Filesystem for Ext {
             later.push(first_and_more(first, bad_unused.len()));
         }
 
-        read_blocks(src, bs, &mut to_read, |g, bitmap| {
+        let mut warnings = Vec::new();
+        let unreadable = read_blocks(src, bs, &mut to_read, self.rescue, |g, bitmap| {
             let (c0, nc) = self.group_clusters(g);
             map.or_bitmap(c0, bitmap, nc);
         })?;
+        // Rescue: a group whose bitmap cannot be read is copied whole.
+        let mut skip = vec![false; self.descs.len()];
+        for &(block, g) in &unreadable {
+            let (c0, nc) = self.group_clusters(g);
+            map.mark_used(c0, nc);
+            skip[g as usize] = true;
+            warnings.push(format!(
+                "the block bitmap of group {g} (block {block}) is unreadable: all {nc} of its clusters are copied"
+            ));
+        }
 
         // The inode bitmaps against the descriptors' free inode counts and
         // bg_itable_unused, as e2fsck's pass 5 and pass 1 do.
         let ipg = sb.inodes_per_group;
         let mut beyond_unused = Vec::new();
-        read_blocks(src, bs, &mut inode_bitmaps, |g, bitmap| {
-            let d = &self.descs[g as usize];
-            let used = count_ones(bitmap, ipg);
-            if ipg - used != d.free_inodes {
-                bad_inode_groups.push(g);
-            }
-            if csum && d.itable_unused > 0 && d.itable_unused <= ipg {
-                let first_unused = ipg - d.itable_unused;
-                if let Some(i) = first_one(bitmap, first_unused, ipg) {
-                    beyond_unused.push((
-                        g,
-                        ExtError::InodeBeyondUnused {
-                            group: g,
-                            offset: d.inode_bitmap * bs + u64::from(i / 8),
-                            inode: u64::from(g) * u64::from(ipg) + u64::from(i) + 1,
-                            unused: d.itable_unused,
-                        },
-                    ));
+        let unreadable_inodes =
+            read_blocks(src, bs, &mut inode_bitmaps, self.rescue, |g, bitmap| {
+                let d = &self.descs[g as usize];
+                let used = count_ones(bitmap, ipg);
+                if ipg - used != d.free_inodes {
+                    bad_inode_groups.push(g);
                 }
-            }
-        })?;
+                if csum && d.itable_unused > 0 && d.itable_unused <= ipg {
+                    let first_unused = ipg - d.itable_unused;
+                    if let Some(i) = first_one(bitmap, first_unused, ipg) {
+                        beyond_unused.push((
+                            g,
+                            ExtError::InodeBeyondUnused {
+                                group: g,
+                                offset: d.inode_bitmap * bs + u64::from(i / 8),
+                                inode: u64::from(g) * u64::from(ipg) + u64::from(i) + 1,
+                                unused: d.itable_unused,
+                            },
+                        ));
+                    }
+                }
+            })?;
+        for &(block, g) in &unreadable_inodes {
+            warnings.push(format!(
+                "the inode bitmap of group {g} (block {block}) is unreadable: its inode counts are not checked"
+            ));
+        }
         if !bad_inode_groups.is_empty() {
             bad_inode_groups.sort_unstable();
             later.push(format!(
@@ -373,7 +401,7 @@ impl Filesystem for Ext {
             let (c0, nc) = self.group_clusters(g as u32);
             let free = nc - map.count_used(c0, nc);
             total_free += free;
-            if free != u64::from(d.free_clusters) {
+            if !skip[g] && free != u64::from(d.free_clusters) {
                 bad_groups.push(g as u32);
             }
         }
@@ -388,9 +416,8 @@ impl Filesystem for Ext {
         // recompute from the group descriptors (e2fsprogs' f_readonly_fsck
         // has garbage in its high half and passes fsck); the descriptors
         // are checked above, so a wrong total alone is reported, not refused.
-        let mut warnings = Vec::new();
         let free_blocks = total_free * u64::from(sb.cluster_ratio());
-        if free_blocks != sb.free_blocks {
+        if free_blocks != sb.free_blocks && unreadable.is_empty() {
             warnings.push(format!(
                 "the superblock says {} blocks are free, the bitmaps say {} (a summary e2fsck recomputes)",
                 sb.free_blocks, free_blocks
@@ -422,12 +449,18 @@ fn first_and_more(first: &ExtError, n: usize) -> String {
 
 /// Reads the blocks of `list` ((block, group) pairs) in block order,
 /// adjacent ones (flex_bg) in one read, and calls `f(group, block bytes)`.
+/// Reads the blocks of `list` ((block, group), sorted here), adjacent ones
+/// in one read, and hands each to `f`. In `rescue` mode a failed read is
+/// retried block by block, and the blocks that still fail are returned
+/// instead of stopping the run.
 fn read_blocks(
     src: &dyn Source,
     bs: u64,
     list: &mut [(u64, u32)],
+    rescue: bool,
     mut f: impl FnMut(u32, &[u8]),
-) -> Result<()> {
+) -> Result<Vec<(u64, u32)>> {
+    let mut unreadable = Vec::new();
     list.sort_unstable();
     let max_blocks = (MAX_METADATA_READ / bs).max(1);
     let mut i = 0;
@@ -438,14 +471,27 @@ fn read_blocks(
             j += 1;
         }
         let n = list[j - 1].0 - first + 1;
-        let buf = src.read_vec(first * bs, (n * bs) as usize)?;
-        for &(block, g) in &list[i..j] {
-            let off = ((block - first) * bs) as usize;
-            f(g, &buf[off..off + bs as usize]);
+        match src.read_vec(first * bs, (n * bs) as usize) {
+            Ok(buf) => {
+                for &(block, g) in &list[i..j] {
+                    let off = ((block - first) * bs) as usize;
+                    f(g, &buf[off..off + bs as usize]);
+                }
+            }
+            Err(Error::Read { .. }) if rescue => {
+                for &(block, g) in &list[i..j] {
+                    match src.read_vec(block * bs, bs as usize) {
+                        Ok(buf) => f(g, &buf),
+                        Err(Error::Read { .. }) => unreadable.push((block, g)),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Err(e) => return Err(e),
         }
         i = j;
     }
-    Ok(())
+    Ok(unreadable)
 }
 
 /// Set bits among the first `n` of an on-disk bitmap (LSB first).

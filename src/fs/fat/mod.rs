@@ -103,6 +103,8 @@ pub struct Fat {
     bpb: Bpb,
     /// FAT[1]'s clean-shutdown bit (FAT16/32) is clear.
     fat1_unclean: bool,
+    /// Survive unreadable FAT sectors (rescue mode).
+    rescue: bool,
 }
 
 impl Fat {
@@ -136,7 +138,11 @@ impl Fat {
             FatType::Fat16 => u16le(&src.read_vec(bpb.fat_offset(0) + 2, 2)?, 0) & 0x8000 == 0,
             FatType::Fat32 => u32le(&src.read_vec(bpb.fat_offset(0) + 4, 4)?, 0) & 0x0800_0000 == 0,
         };
-        Ok(Fat { bpb, fat1_unclean })
+        Ok(Fat {
+            bpb,
+            fat1_unclean,
+            rescue: false,
+        })
     }
 
     /// The boot sector.
@@ -169,6 +175,28 @@ struct Scan {
     differs: Option<(u32, u32, u32, u32)>,
 }
 
+/// A buffer read sector by sector, and the byte ranges that failed.
+type Salvaged = (Vec<u8>, Vec<(u64, u64)>);
+
+/// Reads `len` bytes at `at` sector by sector; unreadable sectors are left
+/// as zeros and returned as byte ranges of the buffer.
+fn read_sectors(src: &dyn Source, at: u64, len: u64, sector: u32) -> Result<Salvaged> {
+    let mut v = vec![0u8; len as usize];
+    let mut holes = Vec::new();
+    let sector = u64::from(sector);
+    let mut o = 0u64;
+    while o < len {
+        let n = sector.min(len - o);
+        match src.read_into(&mut v[o as usize..(o + n) as usize], at + o) {
+            Ok(()) => {}
+            Err(Error::Read { .. }) => holes.push((o, o + n)),
+            Err(e) => return Err(e),
+        }
+        o += n;
+    }
+    Ok((v, holes))
+}
+
 /// Entry `n` of a FAT whose bytes `buf` start at entry `first`.
 fn entry(ty: FatType, buf: &[u8], first: u64, n: u64) -> u32 {
     let i = (n - first) as usize;
@@ -185,6 +213,10 @@ fn entry(ty: FatType, buf: &[u8], first: u64, n: u64) -> u32 {
 }
 
 impl Filesystem for Fat {
+    fn set_rescue(&mut self, on: bool) {
+        self.rescue = on;
+    }
+
     fn kind(&self) -> FsKind {
         match self.bpb.fat_type {
             FatType::Fat12 => FsKind::Fat12,
@@ -262,6 +294,8 @@ impl Filesystem for Fat {
             ENTRIES_PER_READ
         };
         let mut scan = Scan::default();
+        let mut unreadable: Option<u64> = None;
+        let mut unreadable_sectors = 0u64;
         let mut run: Option<(u64, u64)> = None;
         let mark = |map: &mut AllocationMap, (first, n): (u64, u64)| {
             map.mark_bytes_used(b.data_offset() + (first - 2) * cs, n * cs);
@@ -272,20 +306,59 @@ impl Filesystem for Fat {
             let from = first * width_num / width_den;
             let to = (last * width_num).div_ceil(width_den) + 1;
             let len = (to - from).min(u64::from(b.fat_size) * u64::from(b.bytes_per_sector) - from);
-            let bufs: Vec<Vec<u8>> = copies
-                .iter()
-                .map(|&c| src.read_vec(b.fat_offset(c) + from, len as usize))
-                .collect::<Result<_>>()?;
+            let mut bufs = Vec::with_capacity(copies.len());
+            // Byte ranges of each buffer that could not be read (rescue).
+            let mut holes: Vec<Vec<(u64, u64)>> = Vec::with_capacity(copies.len());
+            for &c in &copies {
+                let at = b.fat_offset(c) + from;
+                match src.read_vec(at, len as usize) {
+                    Ok(v) => {
+                        bufs.push(v);
+                        holes.push(Vec::new());
+                    }
+                    Err(Error::Read { .. }) if self.rescue => {
+                        let (v, h) = read_sectors(src, at, len, b.bytes_per_sector)?;
+                        if let Some(&(s, _)) = h.first() {
+                            unreadable.get_or_insert(at + s);
+                        }
+                        unreadable_sectors += h.len() as u64;
+                        bufs.push(v);
+                        holes.push(h);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            let entry_len = if ty == FatType::Fat32 { 4 } else { 2 };
             for n in first.max(2)..last {
-                let v0 = entry(ty, &bufs[0], first, n);
+                let rel = (n - first) * width_num / width_den;
+                let lost = |k: usize| {
+                    holes[k]
+                        .iter()
+                        .any(|&(s, e)| rel < e && s < rel + entry_len)
+                };
+                // An entry in an unreadable sector counts as used: its
+                // cluster is copied raw.
+                // (Counted as used in the statistics when FAT 1's is lost.)
+                let v0 = if lost(0) {
+                    ty.reserved_from()
+                } else {
+                    entry(ty, &bufs[0], first, n)
+                };
                 let mut any_used = false;
+                let mut known = false;
                 for (k, buf) in bufs.iter().enumerate() {
+                    if lost(k) {
+                        continue;
+                    }
+                    known = true;
                     let v = if k == 0 { v0 } else { entry(ty, buf, first, n) };
-                    if v != v0 && scan.differs.is_none() {
+                    if v != v0 && !lost(0) && scan.differs.is_none() {
                         scan.differs = Some((n as u32, copies[k], v, v0));
                     }
                     any_used |= v != 0 && v != ty.bad_mark();
                 }
+                // No copy could be read here: copy the cluster raw.
+                any_used |= !known;
                 if v0 == 0 {
                     scan.free += 1;
                 } else if v0 == ty.bad_mark() {
@@ -320,6 +393,11 @@ impl Filesystem for Fat {
 
         let mut inconsistencies = Vec::new();
         let mut warnings = Vec::new();
+        if let Some(at) = unreadable {
+            warnings.push(format!(
+                "{unreadable_sectors} FAT sector(s) are unreadable (the first at byte {at}): the clusters they describe are copied unless another FAT copy describes them"
+            ));
+        }
         if let Some((c, v, byte)) = scan.past_end {
             let mut m = format!(
                 "the FAT entry of cluster {c} (at byte {byte}) holds {v}, which is not a cluster (the last is {})",

@@ -95,45 +95,44 @@ impl Mapfile {
     }
 
     /// Sets the status of `len` bytes at `pos` (clamped to the volume).
+    /// Only the blocks around the range are touched, so the ascending
+    /// updates of a copy cost a binary search and a splice near the end,
+    /// not a pass over the whole map.
     pub fn set(&mut self, pos: u64, len: u64, status: u8) {
         let end = pos.saturating_add(len).min(self.size);
         if pos >= end {
             return;
         }
-        let mut out = Vec::with_capacity(self.blocks.len() + 2);
-        let push = |out: &mut Vec<(u64, u64, u8)>, p: u64, l: u64, s: u8| {
-            if l == 0 {
-                return;
-            }
-            match out.last_mut() {
-                Some(last) if last.2 == s && last.0 + last.1 == p => last.1 += l,
-                _ => out.push((p, l, s)),
-            }
-        };
-        let mut placed = false;
-        for &(p, l, s) in &self.blocks {
-            let e = p + l;
-            if e <= pos || p >= end {
-                if p >= end && !placed {
-                    push(&mut out, pos, end - pos, status);
-                    placed = true;
-                }
-                push(&mut out, p, l, s);
-                continue;
-            }
-            push(&mut out, p, pos.saturating_sub(p).min(l), s);
-            if !placed {
-                push(&mut out, pos, end - pos, status);
-                placed = true;
-            }
-            if e > end {
-                push(&mut out, end, e - end, s);
+        // Blocks i..j overlap [pos, end).
+        let i = self.blocks.partition_point(|&(p, l, _)| p + l <= pos);
+        let j = self.blocks.partition_point(|&(p, _, _)| p < end);
+        let mut new = Vec::with_capacity(3);
+        if i < j {
+            let (p, _, s) = self.blocks[i];
+            if p < pos {
+                new.push((p, pos - p, s));
             }
         }
-        if !placed {
-            push(&mut out, pos, end - pos, status);
+        new.push((pos, end - pos, status));
+        if i < j {
+            let (p, l, s) = self.blocks[j - 1];
+            if p + l > end {
+                new.push((end, p + l - end, s));
+            }
         }
-        self.blocks = out;
+        let added = new.len();
+        self.blocks.splice(i..j, new);
+        // Merge equal neighbours around what changed.
+        let mut k = i.saturating_sub(1);
+        while k < i + added && k + 1 < self.blocks.len() {
+            let (a, b) = (self.blocks[k], self.blocks[k + 1]);
+            if a.2 == b.2 && a.0 + a.1 == b.0 {
+                self.blocks[k].1 += b.1;
+                self.blocks.remove(k + 1);
+            } else {
+                k += 1;
+            }
+        }
     }
 
     /// The ranges with `status`, in order.
@@ -282,6 +281,32 @@ mod tests {
         );
         m.set(0, 100, FINISHED);
         assert_eq!(m.blocks, vec![(0, 100, FINISHED)]);
+    }
+
+    /// The ascending updates of a fragmented copy: every other 4 KiB
+    /// copied, then one bad sector inside an early block.
+    #[test]
+    fn many_ascending_updates() {
+        let n = 100_000u64;
+        let mut m = Mapfile::new(n * 8192);
+        for k in 0..n {
+            m.set(k * 8192, 4096, FINISHED);
+        }
+        assert_eq!(m.blocks.len(), 2 * n as usize);
+        assert_eq!(m.ranges(FINISHED).count(), n as usize);
+        m.set(8192 + 512, 512, BAD);
+        assert_eq!(
+            &m.blocks[..5],
+            &[
+                (0, 4096, FINISHED),
+                (4096, 4096, NON_TRIED),
+                (8192, 512, FINISHED),
+                (8704, 512, BAD),
+                (9216, 3072, FINISHED)
+            ]
+        );
+        m.set(0, n * 8192, FINISHED);
+        assert_eq!(m.blocks, vec![(0, n * 8192, FINISHED)]);
     }
 
     #[test]

@@ -32,6 +32,17 @@ pub enum Output {
     Stdout,
 }
 
+impl Output {
+    /// The file or device and how to open it; `None` for standard output.
+    pub fn file(&self) -> Option<(&Path, FileMode)> {
+        match self {
+            Output::New(p) => Some((p, FileMode::Create)),
+            Output::Overwrite(p) => Some((p, FileMode::Overwrite)),
+            Output::Stdout => None,
+        }
+    }
+}
+
 /// Checks the user can relax.
 #[derive(Clone, Copy, Debug)]
 pub struct Checks {
@@ -124,12 +135,9 @@ pub fn volume_sink(
     device_size: u64,
     source: Option<&File>,
 ) -> Result<Box<dyn Sink>> {
-    Ok(match output {
-        Output::Stdout => Box::new(StdoutSink::new(device_size)?),
-        Output::New(p) => Box::new(FileSink::open(p, FileMode::Create, device_size, source)?),
-        Output::Overwrite(p) => {
-            Box::new(FileSink::open(p, FileMode::Overwrite, device_size, source)?)
-        }
+    Ok(match output.file() {
+        None => Box::new(StdoutSink::new(device_size)?),
+        Some((p, mode)) => Box::new(FileSink::open(p, mode, device_size, source)?),
     })
 }
 
@@ -155,15 +163,9 @@ pub fn rescue_clone(
 ) -> Result<Summary> {
     let opened = open_source(source, choice, checks)?;
     let device_size = opened.fs.device_size();
-    let (path, mode) = match output {
-        Output::New(p) => (p, FileMode::Create),
-        Output::Overwrite(p) => (p, FileMode::Overwrite),
-        Output::Stdout => {
-            return Err(Error::Usage(
-                "--mapfile and --retries need a file or device to write to (-o or -O)".into(),
-            ));
-        }
-    };
+    let (path, mode) = output.file().ok_or_else(|| {
+        Error::Usage("--mapfile and --retries need a file or device to write to (-o or -O)".into())
+    })?;
     let mut file = FileSink::open(path, mode, device_size, Some(opened.src.file()))?;
     let alloc = allocation(&opened, checks, report)?;
     let mapfile = match &resume.mapfile {
@@ -286,10 +288,9 @@ pub fn save(
             image::MAX_RECORD_PAYLOAD
         )));
     }
-    let out = match output {
-        Output::Stdout => OutputFile::stdout()?,
-        Output::New(p) => OutputFile::open(p, FileMode::Create, Some(opened.src.file()))?,
-        Output::Overwrite(p) => OutputFile::open(p, FileMode::Overwrite, Some(opened.src.file()))?,
+    let out = match output.file() {
+        None => OutputFile::stdout()?,
+        Some((p, mode)) => OutputFile::open(p, mode, Some(opened.src.file()))?,
     };
     let alloc = allocation(&opened, checks, report)?;
     let map = &alloc.map;

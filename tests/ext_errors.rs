@@ -423,8 +423,13 @@ fn interrupted_run_removes_its_output() {
         .arg(&src)
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Wait (on a slow machine, a while) until the image is being written.
+    let start = std::time::Instant::now();
+    while !out.exists() && start.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(out.exists(), "the image is being written");
+    std::thread::sleep(std::time::Duration::from_millis(100));
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&child),
         rustix::process::Signal::INT,

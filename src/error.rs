@@ -7,6 +7,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::foreign::ForeignError;
 use crate::fs::ext::ExtError;
 use crate::fs::fat::FatError;
 use crate::image::ImageError;
@@ -112,6 +113,11 @@ pub enum Error {
     /// The special image is corrupt, truncated or unsupported.
     #[error(transparent)]
     Image(#[from] ImageError),
+
+    /// An ntfsclone or partclone image is corrupt, truncated or
+    /// unsupported, or cannot be written.
+    #[error(transparent)]
+    Foreign(#[from] ForeignError),
 
     /// The filesystem is not clean and `--force` was not given.
     #[error("{name}: {problem}; {hint}, or use --force to copy it anyway")]

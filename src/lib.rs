@@ -22,6 +22,7 @@ pub mod allocmap;
 pub mod bytes;
 pub mod copier;
 pub mod error;
+pub mod foreign;
 pub mod fs;
 pub mod image;
 pub mod mapfile;

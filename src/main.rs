@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use fsimg::error::Error;
+use fsimg::foreign::ReadOptions;
 use fsimg::fs::FsChoice;
-use fsimg::ops::{self, Checks, Output};
+use fsimg::ops::{self, Checks, Output, ReadSummary, SaveFormat};
 use fsimg::report::Report;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
@@ -25,6 +26,9 @@ Examples:
   fsimg -s -z -o sda1.fsimg /dev/sda1       special image, zstd-compressed on every core
   fsimg -r -o restored.img sda1.fsimg       restore to a new sparse file
   fsimg verify sda1.fsimg                   check every checksum and the trailer
+  fsimg -r -O /dev/sda2 backup.ntfsclone    restore an ntfsclone image
+  gunzip -c sda2.ntfs-ptcl-img.gz | fsimg -r -O /dev/sda2 -    ... or a partclone image
+  fsimg -s --format ntfsclone -o - /dev/sda2 | ntfsclone -r -O /dev/sdb2 -
 
 Exit status: 0 success, 1 error, 2 bad command line, 3 finished with
 unreadable sectors (--rescue), 130 interrupted.";
@@ -90,9 +94,26 @@ struct Cli {
     #[arg(short = 's', long, conflicts_with = "restore_image")]
     save_image: bool,
 
-    /// SOURCE is a special image (`-` for standard input) to restore.
+    /// SOURCE is an image (`-` for standard input) to restore: fsimg's own,
+    /// ntfsclone's or partclone's, recognised from its first bytes.
     #[arg(short = 'r', long)]
     restore_image: bool,
+
+    /// With -r: restore a partclone image whose checksums do not match,
+    /// warning about each mismatch (partclone's -i/--ignore_crc).
+    #[arg(
+        long,
+        visible_alias = "ignore-crc",
+        alias = "ignore_crc",
+        requires = "restore_image"
+    )]
+    ignore_checksums: bool,
+
+    /// With -s: the image format to write. `ntfsclone` writes the
+    /// ntfsclone 10.1 special image (NTFS volumes only), which `ntfsclone
+    /// --restore-image` restores.
+    #[arg(long, value_enum, default_value_t = FormatArg::Fsimg, requires = "save_image")]
+    format: FormatArg,
 
     /// Compress the image's records with zstd at LEVEL (1-22; 3 if no LEVEL).
     #[arg(short = 'z', long = "compress", value_name = "LEVEL", num_args = 0..=1,
@@ -124,15 +145,29 @@ enum Command {
         /// A block device, volume image or special image.
         path: PathBuf,
     },
-    /// Read a special image through and check every checksum, the order of
-    /// its records and its trailer; exit 0 only if all is well.
+    /// Read an image through and check all its format allows: an fsimg
+    /// image's checksums, record order and trailer; a partclone image's
+    /// header, bitmap and data checksums; an ntfsclone image's record
+    /// stream and length. Exit 0 only if all is well.
     Verify {
         /// Threads decompressing and checking (default: every core).
         #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
         threads: Option<u16>,
+        /// Go on past partclone checksum mismatches and list every one (the
+        /// verdict is still a failure).
+        #[arg(long, visible_alias = "ignore-crc", alias = "ignore_crc")]
+        ignore_checksums: bool,
         /// The image (`-` for standard input).
         path: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum FormatArg {
+    /// fsimg's own format: checksummed, indexed, optionally compressed.
+    Fsimg,
+    /// ntfsclone's special image, version 10.1 (NTFS only).
+    Ntfsclone,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -285,17 +320,38 @@ fn run(cli: Cli) -> Result<u8, Error> {
             }
             return Ok(0);
         }
-        Some(Command::Verify { threads, path }) => {
-            let s = ops::verify(&path, thread_count(threads), &report)?;
+        Some(Command::Verify {
+            threads,
+            ignore_checksums,
+            path,
+        }) => {
+            let read = ReadOptions { ignore_checksums };
+            let s = ops::verify(&path, thread_count(threads), read, &report)?;
             report.clear_line();
-            println!(
-                "{}: OK: {} records, {} used bytes of {}, {} bad ranges",
-                path.display(),
-                s.trailer.records,
-                s.trailer.used_bytes,
-                s.header.device_size,
-                s.trailer.bad_ranges.len()
-            );
+            match s {
+                ReadSummary::Fsimg(s) => println!(
+                    "{}: OK: {} records, {} used bytes of {}, {} bad ranges",
+                    path.display(),
+                    s.trailer.records,
+                    s.trailer.used_bytes,
+                    s.header.device_size,
+                    s.trailer.bad_ranges.len()
+                ),
+                ReadSummary::Foreign(s) => {
+                    println!(
+                        "{}: OK: {} image of {}, {} used bytes of {}",
+                        path.display(),
+                        s.format,
+                        s.fs,
+                        s.used_bytes,
+                        s.device_size
+                    );
+                    println!("  checked: {}", s.checked.what);
+                    if let Some(u) = &s.checked.unchecked {
+                        println!("  not checked: {u}");
+                    }
+                }
+            }
             return Ok(0);
         }
         None => {}
@@ -320,28 +376,54 @@ fn run(cli: Cli) -> Result<u8, Error> {
     };
     let threads = thread_count(cli.threads);
     if cli.restore_image {
-        let s = ops::restore(&source, &output, threads, &report)?;
+        let read = ReadOptions {
+            ignore_checksums: cli.ignore_checksums,
+        };
+        let s = ops::restore(&source, &output, threads, read, &report)?;
         report.clear_line();
         if !cli.quiet {
+            let from = match &s {
+                ReadSummary::Fsimg(_) => String::new(),
+                ReadSummary::Foreign(f) => format!(" ({} image)", f.format),
+            };
             eprintln!(
-                "fsimg: restored {} used of {} in {:.1} s",
-                human(s.trailer.used_bytes),
-                human(s.header.device_size),
+                "fsimg: restored {} used of {}{from} in {:.1} s",
+                human(s.used_bytes()),
+                human(s.device_size()),
                 report.start.elapsed().as_secs_f64()
             );
         }
-        if !s.trailer.bad_ranges.is_empty() {
-            report.warn(&format!(
-                "the image was made in rescue mode: {} unreadable range(s) hold the BadSectoR marker (fsimg info lists them)",
-                s.trailer.bad_ranges.len()
-            ));
+        match &s {
+            ReadSummary::Fsimg(s) if !s.trailer.bad_ranges.is_empty() => {
+                report.warn(&format!(
+                    "the image was made in rescue mode: {} unreadable range(s) hold the BadSectoR marker (fsimg info lists them)",
+                    s.trailer.bad_ranges.len()
+                ));
+            }
+            ReadSummary::Foreign(f) if f.checked.mismatches > 0 => {
+                report.warn(&format!(
+                    "{} checksum mismatch(es) ignored: the blocks they cover were restored corrupt",
+                    f.checked.mismatches
+                ));
+            }
+            _ => {}
         }
         return Ok(0);
     }
     let summary = if cli.save_image {
+        let format = match cli.format {
+            FormatArg::Fsimg => SaveFormat::Fsimg,
+            FormatArg::Ntfsclone => SaveFormat::Ntfsclone,
+        };
+        if format == SaveFormat::Ntfsclone && cli.compress.is_some() {
+            return Err(Error::Usage(
+                "-z compresses fsimg images only; pipe an ntfsclone image through a compressor (fsimg -s --format ntfsclone -o - SRC | zstd)".into(),
+            ));
+        }
         let opts = ops::SaveOptions {
             zstd_level: cli.compress,
             threads,
+            format,
         };
         ops::save(&source, &output, cli.fs_type.into(), checks, opts, &report)?
     } else if cli.mapfile.is_some() || cli.retries > 0 {

@@ -2,7 +2,7 @@
 //! reports through [`Report`].
 
 use std::fs::File;
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Cursor, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
@@ -11,6 +11,10 @@ use std::thread;
 use crate::allocmap::AllocationMap;
 use crate::copier::{self, Chunk, CopyOptions, CopyStats};
 use crate::error::{Error, Result};
+use crate::foreign::{
+    self, Checked, ForeignError, ForeignReader, Format, NtfscloneReader, NtfscloneWriter,
+    PartcloneReader, ReadOptions,
+};
 use crate::fs::{self, Allocation, Filesystem, FsChoice, FsKind};
 use crate::image::record::RawRecord;
 use crate::image::{self, Header, ImageError, ImageReader, ImageWriter, Trailer, header};
@@ -262,6 +266,16 @@ fn summary(opened: &Opened, alloc: &Allocation, stats: CopyStats) -> Summary {
     }
 }
 
+/// The image format `--save-image` writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SaveFormat {
+    /// fsimg's own format (formats/fsimg-image.md).
+    #[default]
+    Fsimg,
+    /// ntfsclone's special image, version 10.1 (NTFS volumes only).
+    Ntfsclone,
+}
+
 /// How to write a special image.
 #[derive(Clone, Copy, Debug)]
 pub struct SaveOptions {
@@ -269,6 +283,8 @@ pub struct SaveOptions {
     pub zstd_level: Option<i32>,
     /// Threads compressing.
     pub threads: usize,
+    /// The format.
+    pub format: SaveFormat,
 }
 
 /// Saves the used clusters of `source` as a special image.
@@ -281,6 +297,9 @@ pub fn save(
     report: &dyn Report,
 ) -> Result<Summary> {
     let opened = open_source(source, choice, checks)?;
+    if opts.format == SaveFormat::Ntfsclone {
+        return save_ntfsclone(opened, output, checks, report);
+    }
     let cs = opened.fs.cluster_size();
     if cs > image::MAX_RECORD_PAYLOAD {
         return Err(Error::Usage(format!(
@@ -330,6 +349,74 @@ pub fn save(
     Ok(summary(&opened, &alloc, stats))
 }
 
+/// Whether a filesystem is NTFS, the only one an ntfsclone image holds.
+fn is_ntfs(kind: FsKind) -> bool {
+    kind.name() == "ntfs"
+}
+
+/// Saves an NTFS volume as an ntfsclone 10.1 image that `ntfsclone
+/// --restore-image` restores: its used clusters and the cluster after the
+/// last NTFS cluster, which holds the backup boot sector.
+fn save_ntfsclone(
+    opened: Opened,
+    output: &Output,
+    checks: Checks,
+    report: &dyn Report,
+) -> Result<Summary> {
+    let kind = opened.fs.kind();
+    if !is_ntfs(kind) {
+        return Err(ForeignError::NotNtfs {
+            name: opened.src.name().to_string(),
+            fs: kind.name(),
+        }
+        .into());
+    }
+    let src: &dyn Source = &opened.src;
+    let boot = src.read_vec(0, 512)?;
+    let cs = opened.fs.cluster_size();
+    let device_size = opened.fs.device_size();
+    let (boot_cs, nr) = foreign::ntfsclone::ntfs_geometry(&boot)
+        .filter(|&(c, _)| c == cs)
+        .ok_or_else(|| ForeignError::Unwritable {
+            why: format!(
+                "the boot sector of {} does not give {cs}-byte clusters",
+                src.name()
+            ),
+        })?;
+    let out = match output.file() {
+        None => OutputFile::stdout()?,
+        Some((p, mode)) => OutputFile::open(p, mode, Some(opened.src.file()))?,
+    };
+    let mut alloc = allocation(&opened, checks, report)?;
+    let map = &mut alloc.map;
+    let beyond = map.count_used(nr + 1, u64::MAX);
+    if beyond > 0 {
+        return Err(ForeignError::Unwritable {
+            why: format!(
+                "{beyond} used cluster(s) lie after cluster {nr}, where an ntfsclone image ends"
+            ),
+        }
+        .into());
+    }
+    let inuse = map.count_used(0, nr);
+    map.mark_used(nr, 1);
+    let name = out.name().to_string();
+    let mut writer = NtfscloneWriter::new(out, &name, boot_cs, device_size, nr, inuse)?;
+    let stats = copier::copy(
+        &opened.src,
+        &alloc.map,
+        &mut writer,
+        &CopyOptions {
+            rescue: checks.rescue,
+            ..CopyOptions::default()
+        },
+        report,
+    )?;
+    writer.finish()?;
+    writer.into_inner()?.commit()?;
+    Ok(summary(&opened, &alloc, stats))
+}
+
 /// An image opened for reading: a file or standard input.
 pub struct ImageInput {
     /// The stream, buffered.
@@ -338,9 +425,24 @@ pub struct ImageInput {
     pub file: Option<File>,
 }
 
-/// Opens `path` (`-` is standard input) and reads its header.
-pub fn open_image(path: &Path) -> Result<ImageInput> {
-    let (stream, file, name): (Box<dyn Read + Send>, Option<File>, String) =
+/// An image of any format fsimg reads, opened and its header checked.
+pub enum AnyImage {
+    /// fsimg's own format.
+    Fsimg(Box<ImageInput>),
+    /// An ntfsclone or partclone image.
+    Foreign {
+        /// Its reader.
+        reader: Box<dyn ForeignReader>,
+        /// The image file (`None` for standard input), for identity checks.
+        file: Option<File>,
+    },
+}
+
+/// Opens `path` (`-` is standard input), recognises its format from its
+/// first bytes and reads its header. The bytes looked at are read again
+/// by the format's reader, so a pipe works too.
+pub fn open_any_image(path: &Path, opts: ReadOptions) -> Result<AnyImage> {
+    let (mut stream, file, name): (Box<dyn Read + Send>, Option<File>, String) =
         if path.as_os_str() == "-" {
             let f = stdin_file()?;
             (Box::new(f), None, "standard input".into())
@@ -354,8 +456,25 @@ pub fn open_image(path: &Path) -> Result<ImageInput> {
                 .map_err(|e| Error::io("cannot open", path, e))?;
             (Box::new(f), Some(keep), path.display().to_string())
         };
-    let reader = ImageReader::new(BufReader::with_capacity(1 << 20, stream), &name)?;
-    Ok(ImageInput { reader, file })
+    let prefix = foreign::read_prefix(&mut stream, &name)?;
+    let format = foreign::detect(&prefix);
+    let start = foreign::describe_start(&prefix);
+    let stream: Box<dyn Read + Send> = Box::new(Cursor::new(prefix).chain(stream));
+    Ok(match format {
+        Some(Format::Fsimg) => AnyImage::Fsimg(Box::new(ImageInput {
+            reader: ImageReader::new(BufReader::with_capacity(1 << 20, stream), &name)?,
+            file,
+        })),
+        Some(Format::Ntfsclone) => AnyImage::Foreign {
+            reader: Box::new(NtfscloneReader::new(stream, &name)?),
+            file,
+        },
+        Some(Format::Partclone) => AnyImage::Foreign {
+            reader: Box::new(PartcloneReader::new(stream, &name, opts)?),
+            file,
+        },
+        None => return Err(ForeignError::UnknownFormat { start }.into()),
+    })
 }
 
 fn stdin_file() -> Result<File> {
@@ -451,53 +570,224 @@ pub fn read_records<R: Read + Send>(
     })
 }
 
-/// Restores an image (`-` is standard input) to `output`.
+/// What reading an ntfsclone or partclone image through found.
+#[derive(Clone, Debug)]
+pub struct ForeignSummary {
+    /// Format and version ("partclone 0002").
+    pub format: String,
+    /// The filesystem the image says it holds.
+    pub fs: String,
+    /// Bytes the volume spans.
+    pub device_size: u64,
+    /// Used bytes read.
+    pub used_bytes: u64,
+    /// What could and could not be checked.
+    pub checked: Checked,
+}
+
+/// What restoring or verifying an image found.
+#[derive(Clone, Debug)]
+pub enum ReadSummary {
+    /// An fsimg image: its header and trailer.
+    Fsimg(ImageSummary),
+    /// An ntfsclone or partclone image.
+    Foreign(ForeignSummary),
+}
+
+impl ReadSummary {
+    /// Bytes the volume spans.
+    pub fn device_size(&self) -> u64 {
+        match self {
+            ReadSummary::Fsimg(s) => s.header.device_size,
+            ReadSummary::Foreign(s) => s.device_size,
+        }
+    }
+
+    /// Used bytes the image held.
+    pub fn used_bytes(&self) -> u64 {
+        match self {
+            ReadSummary::Fsimg(s) => s.trailer.used_bytes,
+            ReadSummary::Foreign(s) => s.used_bytes,
+        }
+    }
+}
+
+/// Reads a foreign image through on a reader thread, handing its chunks in
+/// image order to `consume`. Bytes after the end are an error if `strict`
+/// (verify), else a warning (restore: the volume is complete without them).
+pub fn read_foreign(
+    mut reader: Box<dyn ForeignReader>,
+    strict: bool,
+    report: &dyn Report,
+    mut consume: impl FnMut(Chunk) -> Result<()>,
+) -> Result<ForeignSummary> {
+    let total = reader.used_bytes();
+    let (tx, rx) = sync_channel::<Result<Chunk>>(4);
+    thread::scope(|s| {
+        // `rx` moves into this closure, so an early return drops it before
+        // the scope joins the reader, whose blocked send then fails.
+        let rx = rx;
+        let reading = s.spawn(move || {
+            loop {
+                match reader.next_chunk(report) {
+                    Ok(Some(c)) => {
+                        if tx.send(Ok(c)).is_err() {
+                            return None;
+                        }
+                    }
+                    Ok(None) => return Some(reader),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return None;
+                    }
+                }
+            }
+        });
+        let mut done = 0u64;
+        for chunk in rx.iter() {
+            if report.cancelled() {
+                return Err(Error::Interrupted);
+            }
+            let chunk = chunk?;
+            done += chunk.data.len() as u64;
+            consume(chunk)?;
+            report.progress(done, total);
+        }
+        drop(rx);
+        let reader = reading
+            .join()
+            .expect("the foreign image reader thread does not panic");
+        // The channel only closes without an error once the image has ended.
+        let mut reader = reader.ok_or(Error::Interrupted)?;
+        let format = reader.format();
+        if let Some(offset) = reader.trailing()? {
+            let err = ForeignError::TrailingData {
+                format: if format.starts_with("ntfsclone") {
+                    "ntfsclone"
+                } else {
+                    "partclone"
+                },
+                offset,
+            };
+            if strict {
+                return Err(err.into());
+            }
+            report.warn(&format!(
+                "{err}: ignored, the volume is complete without it"
+            ));
+        }
+        let checked = reader.checked();
+        if strict && checked.mismatches > 0 {
+            return Err(ForeignError::Mismatches {
+                count: checked.mismatches,
+            }
+            .into());
+        }
+        let fs = reader
+            .describe()
+            .into_iter()
+            .find(|(k, _)| *k == "filesystem")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        Ok(ForeignSummary {
+            format,
+            fs,
+            device_size: reader.device_size(),
+            used_bytes: done,
+            checked,
+        })
+    })
+}
+
+/// Restores an image of any format fsimg reads (`-` is standard input) to
+/// `output`.
 pub fn restore(
     image: &Path,
     output: &Output,
     threads: usize,
+    read: ReadOptions,
     report: &dyn Report,
-) -> Result<ImageSummary> {
-    let input = open_image(image)?;
-    let header = input.reader.header().clone();
-    let mut sink = volume_sink(output, header.device_size, input.file.as_ref())?;
-    if header.flags & header::FLAG_METADATA != 0 {
-        report.warn("this is a metadata-only image: file contents will read as zeros");
+) -> Result<ReadSummary> {
+    match open_any_image(image, read)? {
+        AnyImage::Fsimg(input) => {
+            if read.ignore_checksums {
+                report.warn("--ignore-checksums has no effect on fsimg images, whose checksums are always checked");
+            }
+            let header = input.reader.header().clone();
+            let mut sink = volume_sink(output, header.device_size, input.file.as_ref())?;
+            if header.flags & header::FLAG_METADATA != 0 {
+                report.warn("this is a metadata-only image: file contents will read as zeros");
+            }
+            let summary = read_records(input.reader, threads, report, |chunk| {
+                sink.write_chunk(chunk).map(drop)
+            })?;
+            sink.finish()?;
+            Ok(ReadSummary::Fsimg(summary))
+        }
+        AnyImage::Foreign { mut reader, file } => {
+            // Standard output is written front to back.
+            reader.set_sequential(*output == Output::Stdout);
+            let mut sink = volume_sink(output, reader.device_size(), file.as_ref())?;
+            for note in reader.notes() {
+                report.warn(&note);
+            }
+            let summary = read_foreign(reader, false, report, |chunk| {
+                sink.write_chunk(chunk).map(drop)
+            })?;
+            sink.finish()?;
+            Ok(ReadSummary::Foreign(summary))
+        }
     }
-    let summary = read_records(input.reader, threads, report, |chunk| {
-        sink.write_chunk(chunk).map(drop)
-    })?;
-    sink.finish()?;
-    Ok(summary)
 }
 
-/// Reads a whole image and checks every checksum, the order of the records
-/// and the trailer.
-pub fn verify(image: &Path, threads: usize, report: &dyn Report) -> Result<ImageSummary> {
-    let input = open_image(image)?;
-    read_records(input.reader, threads, report, |_| Ok(()))
+/// Reads a whole image and checks everything its format lets fsimg check:
+/// for fsimg images every checksum, the order of the records and the
+/// trailer; for partclone images the header, bitmap and data checksums;
+/// for ntfsclone images the record stream and its length.
+pub fn verify(
+    image: &Path,
+    threads: usize,
+    read: ReadOptions,
+    report: &dyn Report,
+) -> Result<ReadSummary> {
+    match open_any_image(image, read)? {
+        AnyImage::Fsimg(input) => Ok(ReadSummary::Fsimg(read_records(
+            input.reader,
+            threads,
+            report,
+            |_| Ok(()),
+        )?)),
+        AnyImage::Foreign { reader, .. } => Ok(ReadSummary::Foreign(read_foreign(
+            reader,
+            true,
+            report,
+            |_| Ok(()),
+        )?)),
+    }
 }
 
-/// `fsimg info` on a path: an image's header and trailer, or a volume.
+/// `fsimg info` on a path: an image's header (and an fsimg image's
+/// trailer), or a volume.
 pub fn info(path: &Path, choice: FsChoice) -> Result<Vec<(&'static str, String)>> {
-    if path.as_os_str() == "-" {
-        let input = open_image(path)?;
-        return Ok(image_lines(input.reader.header(), None));
+    if path.as_os_str() != "-" {
+        let mut f = File::open(path).map_err(|e| Error::Open {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let name = path.display().to_string();
+        match foreign::detect(&foreign::read_prefix(&mut f, &name)?) {
+            None => return info_volume(path, choice),
+            Some(Format::Fsimg) => {
+                let (h, t) = image::reader::read_header_and_trailer(&mut f, &name)?;
+                return Ok(image_lines(&h, Some(&t)));
+            }
+            Some(_) => {}
+        }
     }
-    let mut f = File::open(path).map_err(|e| Error::Open {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
-    let mut magic = [0u8; 8];
-    let is_image = f.read_exact(&mut magic).is_ok() && magic == header::MAGIC;
-    if !is_image {
-        return info_volume(path, choice);
-    }
-    f.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("cannot seek in", path, e))?;
-    let name = path.display().to_string();
-    let (h, t) = image::reader::read_header_and_trailer(&mut f, &name)?;
-    Ok(image_lines(&h, Some(&t)))
+    Ok(match open_any_image(path, ReadOptions::default())? {
+        AnyImage::Fsimg(input) => image_lines(input.reader.header(), None),
+        AnyImage::Foreign { reader, .. } => reader.describe(),
+    })
 }
 
 fn image_lines(h: &Header, t: Option<&Trailer>) -> Vec<(&'static str, String)> {

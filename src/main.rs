@@ -143,6 +143,8 @@ enum FsTypeArg {
     Ext,
     /// FAT12, FAT16 or FAT32.
     Fat,
+    /// NTFS.
+    Ntfs,
     /// Copy every block (unknown filesystems, whole disks).
     Raw,
 }
@@ -153,6 +155,7 @@ impl From<FsTypeArg> for FsChoice {
             FsTypeArg::Auto => FsChoice::Auto,
             FsTypeArg::Ext => FsChoice::Ext,
             FsTypeArg::Fat => FsChoice::Fat,
+            FsTypeArg::Ntfs => FsChoice::Ntfs,
             FsTypeArg::Raw => FsChoice::Raw,
         }
     }

@@ -40,6 +40,11 @@ const BITMAP_READ: usize = 1 << 20;
 const RANGES_SHOWN: usize = 5;
 /// NTFS versions this program knows (those Windows NT 4 to 11 write).
 const VERSIONS: [(u8, u8); 3] = [(1, 2), (3, 0), (3, 1)];
+/// Records `$MFTMirr` keeps a copy of (`$MFT`, `$MFTMirr`, `$LogFile`,
+/// `$Volume`).
+const MIRRORED_RECORDS: u64 = 4;
+/// `$Bitmap`.
+const BITMAP_RECORD: u64 = 6;
 /// `$BadClus`, whose `$Bad` stream maps the bad clusters.
 const BADCLUS_RECORD: u64 = 8;
 /// `$Volume` flag: a check is scheduled or the volume was not shut down
@@ -122,6 +127,13 @@ impl Ntfs {
                 label: String::new(),
             },
             Err(e) => match io.error("$Volume", e) {
+                Error::Ntfs(e) => {
+                    let v = volume_from_mft(src, &boot)?;
+                    warnings.push(format!(
+                        "the ntfs crate cannot read $Volume ({e}); using MFT record 3"
+                    ));
+                    v
+                }
                 Error::Read { offset, .. } => {
                     warnings.push(format!(
                         "$Volume is unreadable (at byte {offset}): its dirty flag is unknown"
@@ -145,7 +157,7 @@ impl Ntfs {
         }
         let label = match ntfs.volume_name(&mut io) {
             Some(Ok(n)) => n.name().to_string_lossy(),
-            _ => String::new(),
+            _ => volume.label.clone(),
         };
         Ok(Ntfs {
             boot,
@@ -200,6 +212,53 @@ impl Ntfs {
         }
         Ok((runs, len))
     }
+}
+
+/// `$Volume`'s version, flags and label, read from MFT record 3 by our
+/// own parser (for when the crate cannot read record 0 of `$MFT`).
+fn volume_from_mft(src: &dyn Source, boot: &BootSector) -> Result<VolumeInfo> {
+    const AT_VOLUME_NAME: u32 = 0x60;
+    const AT_VOLUME_INFORMATION: u32 = 0x70;
+    const VOLUME_RECORD: u64 = 3;
+    let mft = Mft::locate(src, boot)?;
+    let rs = u64::from(boot.record_size);
+    let offset = mft.extents.offset_of(VOLUME_RECORD * rs).unwrap_or(0);
+    let mut buf = vec![0u8; rs as usize];
+    mft.extents
+        .read(src, VOLUME_RECORD * rs, &mut buf, false, "$MFT")?;
+    let corrupt = |problem: String| NtfsError::Record {
+        record: VOLUME_RECORD,
+        offset,
+        problem,
+    };
+    record::fixup(&mut buf).map_err(corrupt)?;
+    let rec = record::Record::new(&buf);
+    let mut v = None;
+    let mut label = String::new();
+    for a in rec.attributes().map_err(corrupt)? {
+        let value = a.value();
+        match a.ty {
+            AT_VOLUME_INFORMATION if value.len() >= 12 => {
+                v = Some((value[8], value[9], crate::bytes::u16le(value, 10)));
+            }
+            AT_VOLUME_NAME => {
+                let units: Vec<u16> = value
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect();
+                label = String::from_utf16_lossy(&units);
+            }
+            _ => {}
+        }
+    }
+    let (major, minor, flags) =
+        v.ok_or_else(|| corrupt("no $VOLUME_INFORMATION attribute".into()))?;
+    Ok(VolumeInfo {
+        major,
+        minor,
+        flags: Some(flags),
+        label,
+    })
 }
 
 /// The backup boot sector, if the last sector of the source (512 or
@@ -297,72 +356,114 @@ struct Walk {
     twice: FirstOf,
     past_end: FirstOf,
     unreadable: FirstOf,
+    /// Records 0-3 read from `$MFTMirr` because `$MFT`'s copy is corrupt.
+    mirrored: FirstOf,
     bad: Vec<(u64, u64)>,
+    /// `$Bitmap`'s runs and size as record 6 gives them.
+    bitmap: Option<(Vec<Run>, u64)>,
 }
 
 impl Ntfs {
     /// Marks every cluster the in-use MFT records use in `map`.
     fn walk(&self, src: &dyn Source, mft: &Mft, map: &mut AllocationMap) -> Result<Walk> {
-        let total = self.boot.total_clusters();
         let mut w = Walk::default();
+        let rs = self.boot.record_size as usize;
+        let mut mirror = vec![0u8; rs];
         mft.walk(src, self.rescue, |n, offset, visit| {
-            let rec = match visit {
-                Visit::InUse(r) => r,
+            match visit {
+                Visit::InUse(r) => self.visit(&mut w, map, n, offset, &r),
                 Visit::Corrupt(p) => {
-                    w.corrupt
-                        .note(|| format!("MFT record {n} at byte {offset} is corrupt: {p}"));
-                    return Ok(());
+                    // Records 0-3 have a copy in $MFTMirr, which chkdsk
+                    // would restore them from.
+                    let at = self.boot.mftmirr_lcn * u64::from(self.boot.cluster_size)
+                        + n * rs as u64;
+                    let good = n < MIRRORED_RECORDS
+                        && src.read_into(&mut mirror, at).is_ok()
+                        && record::fixup(&mut mirror) == Ok(record::Kind::File);
+                    if good {
+                        let r = record::Record::new(&mirror);
+                        // Record 0's fallback was reported when $MFT was
+                        // located.
+                        if n != 0 {
+                            w.mirrored.note(|| {
+                                format!("MFT record {n} at byte {offset} is corrupt ({p}); its copy in $MFTMirr at byte {at} is used")
+                            });
+                        }
+                        if r.in_use() {
+                            self.visit(&mut w, map, n, offset, &r);
+                        }
+                    } else {
+                        w.corrupt
+                            .note(|| format!("MFT record {n} at byte {offset} is corrupt: {p}"));
+                    }
                 }
                 Visit::Unreadable => {
                     w.unreadable.note(|| format!("MFT record {n} at byte {offset}"));
-                    return Ok(());
-                }
-            };
-            w.in_use += 1;
-            let attrs = match rec.attributes() {
-                Ok(a) => a,
-                Err(p) => {
-                    w.corrupt
-                        .note(|| format!("MFT record {n} at byte {offset} is corrupt: {p}"));
-                    return Ok(());
-                }
-            };
-            for a in attrs.iter().filter(|a| a.non_resident()) {
-                let runs = match mft::decode(a, n, offset) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        w.corrupt.note(|| e.to_string().replacen("ntfs: ", "", 1));
-                        continue;
-                    }
-                };
-                let bad_list = n == BADCLUS_RECORD && a.ty == AT_DATA && a.name_is("$Bad");
-                for r in runs {
-                    let Some(lcn) = r.lcn else { continue };
-                    if lcn.saturating_add(r.len) > total {
-                        w.past_end.note(|| {
-                            format!(
-                                "MFT record {n} (attribute 0x{:x}) maps clusters {lcn}-{} past the last cluster {}",
-                                a.ty,
-                                lcn.saturating_add(r.len - 1),
-                                total - 1
-                            )
-                        });
-                        continue;
-                    }
-                    if bad_list {
-                        w.bad.push((lcn, r.len));
-                    } else if map.count_used(lcn, r.len) > 0 {
-                        let c = (lcn..lcn + r.len).find(|&c| map.is_used(c)).unwrap_or(lcn);
-                        w.twice.note(|| {
-                            format!("cluster {c} is used twice (again by MFT record {n})")
-                        });
-                    }
-                    map.mark_used(lcn, r.len);
                 }
             }
             Ok(())
         })?;
         Ok(w)
+    }
+
+    /// Marks the clusters record `n` (at byte `offset`) uses.
+    fn visit(
+        &self,
+        w: &mut Walk,
+        map: &mut AllocationMap,
+        n: u64,
+        offset: u64,
+        rec: &record::Record<'_>,
+    ) {
+        let total = self.boot.total_clusters();
+        w.in_use += 1;
+        let attrs = match rec.attributes() {
+            Ok(a) => a,
+            Err(p) => {
+                w.corrupt
+                    .note(|| format!("MFT record {n} at byte {offset} is corrupt: {p}"));
+                return;
+            }
+        };
+        for a in attrs.iter().filter(|a| a.non_resident()) {
+            let runs = match mft::decode(a, n, offset) {
+                Ok(r) => r,
+                Err(e) => {
+                    w.corrupt.note(|| e.to_string().replacen("ntfs: ", "", 1));
+                    continue;
+                }
+            };
+            let bad_list = n == BADCLUS_RECORD && a.ty == AT_DATA && a.name_is("$Bad");
+            if n == BITMAP_RECORD && a.ty == AT_DATA && a.name_is("") {
+                let (runs_so_far, size) = w.bitmap.get_or_insert_with(|| (Vec::new(), 0));
+                runs_so_far.extend(runs.iter().copied());
+                if a.lowest_vcn() == 0 {
+                    *size = a.data_size();
+                }
+            }
+            for r in runs {
+                let Some(lcn) = r.lcn else { continue };
+                if lcn.saturating_add(r.len) > total {
+                    w.past_end.note(|| {
+                        format!(
+                            "MFT record {n} (attribute 0x{:x}) maps clusters {lcn}-{} past the last cluster {}",
+                            a.ty,
+                            lcn.saturating_add(r.len - 1),
+                            total - 1
+                        )
+                    });
+                    continue;
+                }
+                if bad_list {
+                    w.bad.push((lcn, r.len));
+                } else if map.count_used(lcn, r.len) > 0 {
+                    let c = (lcn..lcn + r.len).find(|&c| map.is_used(c)).unwrap_or(lcn);
+                    w.twice
+                        .note(|| format!("cluster {c} is used twice (again by MFT record {n})"));
+                }
+                map.mark_used(lcn, r.len);
+            }
+        }
     }
 }
 
@@ -440,16 +541,24 @@ impl Filesystem for Ntfs {
 
         // $Bitmap, compared a byte (eight clusters) at a time with what the
         // walk found, then ORed in.
-        let (runs, bitmap_len) = match self.bitmap_location(src) {
-            Ok(x) => (Some(x.0), x.1),
-            Err(e @ Error::Read { .. }) if self.rescue => {
+        // Where the ntfs crate says $Bitmap is; where record 6 says when
+        // the crate cannot read it (it reads record 0 only from $MFT).
+        let (runs, bitmap_len) = match (self.bitmap_location(src), w.bitmap.clone()) {
+            (Ok(x), _) => (Some(x.0), x.1),
+            (Err(e), Some((runs, len))) => {
+                warnings.push(format!(
+                    "the ntfs crate cannot locate $Bitmap ({e}); using MFT record 6"
+                ));
+                (Some(runs), len)
+            }
+            (Err(e @ Error::Read { .. }), None) if self.rescue => {
                 warnings.push(format!(
                     "$Bitmap cannot be located ({e}): every cluster is copied"
                 ));
                 map.mark_used(0, total);
                 (None, 0)
             }
-            Err(e) => return Err(e),
+            (Err(e), None) => return Err(e),
         };
         let mut missing = Disagreement::default();
         let mut extra = Disagreement::default();
@@ -536,6 +645,9 @@ impl Filesystem for Ntfs {
                 "$Bitmap disagrees with the MFT: {}",
                 missing.describe("used by files but free in $Bitmap")
             ));
+        }
+        if let Some(m) = w.mirrored.message("records") {
+            warnings.push(m);
         }
         if let Some(first) = w.unreadable.message("records") {
             warnings.push(format!(

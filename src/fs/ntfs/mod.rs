@@ -126,27 +126,31 @@ impl Ntfs {
                 flags: Some(v.flags().bits()),
                 label: String::new(),
             },
-            Err(e) => match io.error("$Volume", e) {
-                Error::Ntfs(e) => {
-                    let v = volume_from_mft(src, &boot)?;
-                    warnings.push(format!(
-                        "the ntfs crate cannot read $Volume ({e}); using MFT record 3"
-                    ));
-                    v
-                }
-                Error::Read { offset, .. } => {
-                    warnings.push(format!(
-                        "$Volume is unreadable (at byte {offset}): its dirty flag is unknown"
-                    ));
-                    VolumeInfo {
-                        major: 3,
-                        minor: 1,
-                        flags: None,
-                        label: String::new(),
+            // The crate reads record 0 only from $MFT: when it fails, our
+            // own parser (which falls back to $MFTMirr) reads record 3.
+            Err(e) => {
+                let e = io.error("$Volume", e);
+                match (e, volume_from_mft(src, &boot)) {
+                    (e @ (Error::Ntfs(_) | Error::Read { .. }), Ok(v)) => {
+                        warnings.push(format!(
+                            "the ntfs crate cannot read $Volume ({e}); using MFT record 3"
+                        ));
+                        v
                     }
+                    (_, Err(Error::Read { offset, .. })) => {
+                        warnings.push(format!(
+                            "$Volume is unreadable (at byte {offset}): its dirty flag is unknown"
+                        ));
+                        VolumeInfo {
+                            major: 3,
+                            minor: 1,
+                            flags: None,
+                            label: String::new(),
+                        }
+                    }
+                    (Error::Ntfs(_) | Error::Read { .. }, Err(e)) | (e, _) => return Err(e),
                 }
-                e => return Err(e),
-            },
+            }
         };
         if volume.flags.is_some() && !VERSIONS.contains(&(volume.major, volume.minor)) {
             return Err(NtfsError::Version {
@@ -370,36 +374,41 @@ impl Ntfs {
         let rs = self.boot.record_size as usize;
         let mut mirror = vec![0u8; rs];
         mft.walk(src, self.rescue, |n, offset, visit| {
-            match visit {
-                Visit::InUse(r) => self.visit(&mut w, map, n, offset, &r),
-                Visit::Corrupt(p) => {
-                    // Records 0-3 have a copy in $MFTMirr, which chkdsk
-                    // would restore them from.
-                    let at = self.boot.mftmirr_lcn * u64::from(self.boot.cluster_size)
-                        + n * rs as u64;
-                    let good = n < MIRRORED_RECORDS
-                        && src.read_into(&mut mirror, at).is_ok()
-                        && record::fixup(&mut mirror) == Ok(record::Kind::File);
-                    if good {
-                        let r = record::Record::new(&mirror);
-                        // Record 0's fallback was reported when $MFT was
-                        // located.
-                        if n != 0 {
-                            w.mirrored.note(|| {
-                                format!("MFT record {n} at byte {offset} is corrupt ({p}); its copy in $MFTMirr at byte {at} is used")
-                            });
-                        }
-                        if r.in_use() {
-                            self.visit(&mut w, map, n, offset, &r);
-                        }
-                    } else {
-                        w.corrupt
-                            .note(|| format!("MFT record {n} at byte {offset} is corrupt: {p}"));
-                    }
+            // `None`: unreadable (rescue mode).
+            let problem = match visit {
+                Visit::InUse(r) => {
+                    self.visit(&mut w, map, n, offset, &r);
+                    return Ok(());
                 }
-                Visit::Unreadable => {
-                    w.unreadable.note(|| format!("MFT record {n} at byte {offset}"));
+                Visit::Corrupt(p) => Some(p),
+                Visit::Unreadable => None,
+            };
+            // Records 0-3 have a copy in $MFTMirr, which chkdsk would
+            // restore them from.
+            let at = self.boot.mftmirr_lcn * u64::from(self.boot.cluster_size) + n * rs as u64;
+            let mirrored = n < MIRRORED_RECORDS
+                && src.read_into(&mut mirror, at).is_ok()
+                && record::fixup(&mut mirror) == Ok(record::Kind::File);
+            if mirrored {
+                // Record 0's fallback was reported when $MFT was located.
+                if n != 0 {
+                    let what = problem
+                        .as_deref()
+                        .map_or_else(|| "unreadable".to_string(), |p| format!("corrupt ({p})"));
+                    w.mirrored.note(|| {
+                        format!("MFT record {n} at byte {offset} is {what}; its copy in $MFTMirr at byte {at} is used")
+                    });
                 }
+                let r = record::Record::new(&mirror);
+                if r.in_use() {
+                    self.visit(&mut w, map, n, offset, &r);
+                }
+            } else if let Some(p) = problem {
+                w.corrupt
+                    .note(|| format!("MFT record {n} at byte {offset} is corrupt: {p}"));
+            } else {
+                w.unreadable
+                    .note(|| format!("MFT record {n} at byte {offset}"));
             }
             Ok(())
         })?;

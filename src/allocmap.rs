@@ -106,6 +106,18 @@ impl AllocationMap {
         }
     }
 
+    /// Eight clusters from `first` as a byte in the on-disk bitmap layout
+    /// (cluster `first + i` is bit `i`); clusters past the map read as free.
+    pub fn load_byte(&self, first: u64) -> u8 {
+        let len = self.bits.len() as u64;
+        let start = first.min(len);
+        let end = first.saturating_add(8).min(len);
+        if start == end {
+            return 0;
+        }
+        self.bits[start as usize..end as usize].load_le()
+    }
+
     /// ORs an on-disk bitmap (bit `i` of the volume is `bytes[i/8] >> (i%8)`,
     /// the layout ext, NTFS and partclone share) into the map, starting at
     /// cluster `first`, taking `nbits` bits. Bits past the map are ignored.

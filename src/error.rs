@@ -110,6 +110,10 @@ pub enum Error {
     #[error(transparent)]
     Fat(#[from] FatError),
 
+    /// The NTFS filesystem is corrupt or unsupported.
+    #[error(transparent)]
+    Ntfs(#[from] crate::fs::ntfs::NtfsError),
+
     /// The special image is corrupt, truncated or unsupported.
     #[error(transparent)]
     Image(#[from] ImageError),

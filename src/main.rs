@@ -178,6 +178,8 @@ enum FsTypeArg {
     Ext,
     /// FAT12, FAT16 or FAT32.
     Fat,
+    /// NTFS.
+    Ntfs,
     /// Copy every block (unknown filesystems, whole disks).
     Raw,
 }
@@ -188,6 +190,7 @@ impl From<FsTypeArg> for FsChoice {
             FsTypeArg::Auto => FsChoice::Auto,
             FsTypeArg::Ext => FsChoice::Ext,
             FsTypeArg::Fat => FsChoice::Fat,
+            FsTypeArg::Ntfs => FsChoice::Ntfs,
             FsTypeArg::Raw => FsChoice::Raw,
         }
     }

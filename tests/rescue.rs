@@ -384,3 +384,36 @@ fn unreadable_fat_sectors() {
         a.warnings
     );
 }
+
+/// An unreadable superblock or boot sector: the filesystem is read from
+/// its backup, with a warning, and the map is the same as the healthy
+/// volume's.
+#[test]
+fn unreadable_superblock_or_boot_sector_falls_back_to_the_backup() {
+    for (kind, name, bad, backup_at) in [
+        // ext: the primary superblock at byte 1024; group 1's backup.
+        ("ext", "ext2-1k", (1024, 2048), "byte 4195328"),
+        ("ext", "ext4-default", (1024, 2048), "byte 4194304"),
+        // FAT32: sector 0; the backup boot sector is sector 6.
+        ("fat", "fat32", (0, 512), "byte 3072"),
+        ("fat", "fat32-4k-sector", (0, 4096), "byte 24576"),
+    ] {
+        let healthy = image_disk(kind, name, (0, 0));
+        let want = allocation(&healthy, false).unwrap();
+        let d = image_disk(kind, name, bad);
+        for rescue in [false, true] {
+            let a = allocation(&d, rescue).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(a.map.used_clusters(), want.map.used_clusters(), "{name}");
+            assert!(
+                (0..a.map.total_clusters()).all(|c| a.map.is_used(c) == want.map.is_used(c)),
+                "{name}: same map"
+            );
+            assert!(
+                a.warnings[0].contains("unreadable; using the")
+                    && a.warnings[0].contains(backup_at),
+                "{name}: {:?}",
+                a.warnings
+            );
+        }
+    }
+}

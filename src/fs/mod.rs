@@ -3,6 +3,7 @@
 
 pub mod ext;
 pub mod fat;
+pub mod ntfs;
 pub mod raw;
 
 use crate::allocmap::AllocationMap;
@@ -18,6 +19,8 @@ pub enum FsChoice {
     Ext,
     /// FAT12, FAT16 or FAT32.
     Fat,
+    /// NTFS.
+    Ntfs,
     /// Any content: every cluster is copied.
     Raw,
 }
@@ -39,6 +42,8 @@ pub enum FsKind {
     Fat16,
     /// FAT32.
     Fat32,
+    /// NTFS.
+    Ntfs,
 }
 
 impl FsKind {
@@ -52,6 +57,7 @@ impl FsKind {
             FsKind::Fat12 => "fat12",
             FsKind::Fat16 => "fat16",
             FsKind::Fat32 => "fat32",
+            FsKind::Ntfs => "ntfs",
         }
     }
 
@@ -65,6 +71,7 @@ impl FsKind {
             FsKind::Fat12 => 5,
             FsKind::Fat16 => 6,
             FsKind::Fat32 => 7,
+            FsKind::Ntfs => 8,
         }
     }
 
@@ -78,6 +85,7 @@ impl FsKind {
             5 => FsKind::Fat12,
             6 => FsKind::Fat16,
             7 => FsKind::Fat32,
+            8 => FsKind::Ntfs,
             _ => return None,
         })
     }
@@ -143,7 +151,11 @@ pub fn open(src: &dyn Source, choice: FsChoice) -> Result<Box<dyn Filesystem>> {
         FsChoice::Raw => Ok(Box::new(raw::Raw::new(src))),
         FsChoice::Ext => Ok(Box::new(ext::Ext::open(src)?)),
         FsChoice::Fat => Ok(Box::new(fat::Fat::open(src)?)),
+        FsChoice::Ntfs => Ok(Box::new(ntfs::Ntfs::open(src)?)),
         FsChoice::Auto => {
+            if ntfs::Ntfs::probe(src)? {
+                return Ok(Box::new(ntfs::Ntfs::open(src)?));
+            }
             if ext::Ext::probe(src)? {
                 return Ok(Box::new(ext::Ext::open(src)?));
             }
@@ -168,8 +180,6 @@ fn describe_unknown(src: &dyn Source) -> Result<String> {
     let magic = crate::bytes::u16le(&head, 1024 + 0x38);
     Ok(if head.iter().all(|&b| b == 0) {
         "the first 4 KiB are all zeros".to_string()
-    } else if &head[3..11] == b"NTFS    " {
-        "an NTFS boot sector, which this version cannot read yet".to_string()
     } else {
         format!(
             "no ext superblock magic at byte 1080 (found 0x{magic:04x}), no FAT or NTFS boot sector"

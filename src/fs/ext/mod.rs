@@ -51,6 +51,8 @@ pub struct Ext {
     mmp_seq: Option<u32>,
     /// Survive unreadable bitmaps (rescue mode).
     rescue: bool,
+    /// Problems met while opening (a superblock read from a backup).
+    warnings: Vec<String>,
 }
 
 impl Ext {
@@ -59,14 +61,33 @@ impl Ext {
         if src.size() < SUPERBLOCK_OFFSET + SUPERBLOCK_SIZE as u64 {
             return Ok(false);
         }
-        let magic = src.read_vec(SUPERBLOCK_OFFSET + 0x38, 2)?;
-        Ok(u16::from_le_bytes([magic[0], magic[1]]) == superblock::EXT_MAGIC)
+        match src.read_vec(SUPERBLOCK_OFFSET + 0x38, 2) {
+            Ok(magic) => Ok(u16::from_le_bytes([magic[0], magic[1]]) == superblock::EXT_MAGIC),
+            // An unreadable superblock may have a readable backup.
+            Err(Error::Read { .. }) => Ok(backup_superblock(src).is_some()),
+            Err(e) => Err(e),
+        }
     }
 
-    /// Reads and validates the superblock and the group descriptors.
+    /// Reads and validates the superblock (group 1's backup when the
+    /// primary cannot be read) and the group descriptors.
     pub fn open(src: &dyn Source) -> Result<Self> {
-        let raw = src.read_vec(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE)?;
-        let sb = Superblock::from_bytes(&raw)?;
+        let mut warnings = Vec::new();
+        let sb = match src.read_vec(SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE) {
+            Ok(raw) => Superblock::from_bytes(&raw)?,
+            Err(e @ Error::Read { .. }) => {
+                let Some((at, sb)) = backup_superblock(src) else {
+                    return Err(e);
+                };
+                warnings.push(format!(
+                    "the superblock is unreadable; using the backup at byte {at} (block {}), whose free counts may be stale; repair the copy with e2fsck -b {}",
+                    at / u64::from(sb.block_size),
+                    at / u64::from(sb.block_size)
+                ));
+                sb
+            }
+            Err(e) => return Err(e),
+        };
         let fs_bytes = sb.blocks_count.saturating_mul(u64::from(sb.block_size));
         if src.size() < fs_bytes {
             return Err(Error::SourceTruncated {
@@ -83,6 +104,7 @@ impl Ext {
             descs,
             mmp_seq,
             rescue: false,
+            warnings,
         })
     }
 
@@ -127,6 +149,25 @@ impl Ext {
             self.sb.group_blocks(g).div_ceil(ratio),
         )
     }
+}
+
+/// The first backup superblock (group 1's). For each block size it is
+/// looked for where e2fsck looks (group 1 of `8 * block_size` blocks per
+/// group, mke2fs's default), then at smaller power-of-two group sizes.
+/// Only a valid superblock of that block size that places group 1 there
+/// counts.
+fn backup_superblock(src: &dyn Source) -> Option<(u64, Superblock)> {
+    (0..=6)
+        .flat_map(|log| (0..=5).map(move |shift| (1024u64 << log, shift)))
+        .find_map(|(bs, shift)| {
+            let blocks_per_group = (8 * bs) >> shift;
+            let first_data_block = u64::from(bs == 1024);
+            let at = (first_data_block + blocks_per_group) * bs;
+            let raw = src.read_vec(at, SUPERBLOCK_SIZE).ok()?;
+            let sb = Superblock::from_bytes(&raw).ok()?;
+            (u64::from(sb.block_size) == bs && sb.group_first_block(1) * bs == at)
+                .then_some((at, sb))
+        })
 }
 
 /// Reads every descriptor block, coalescing adjacent blocks into one read.
@@ -334,7 +375,7 @@ impl Filesystem for Ext {
             later.push(first_and_more(first, bad_unused.len()));
         }
 
-        let mut warnings = Vec::new();
+        let mut warnings = self.warnings.clone();
         let unreadable = read_blocks(src, bs, &mut to_read, self.rescue, |g, bitmap| {
             let (c0, nc) = self.group_clusters(g);
             map.or_bitmap(c0, bitmap, nc);

@@ -105,6 +105,8 @@ pub struct Fat {
     fat1_unclean: bool,
     /// Survive unreadable FAT sectors (rescue mode).
     rescue: bool,
+    /// Problems met while opening (a boot sector read from the backup).
+    warnings: Vec<String>,
 }
 
 impl Fat {
@@ -113,7 +115,12 @@ impl Fat {
         if src.size() < 512 {
             return Ok(false);
         }
-        Ok(Bpb::probe(&src.read_vec(0, 512)?))
+        match src.read_vec(0, 512) {
+            Ok(b) => Ok(Bpb::probe(&b)),
+            // An unreadable boot sector may have a readable backup.
+            Err(Error::Read { .. }) => Ok(backup_boot(src).is_some()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads and validates the boot sector.
@@ -125,7 +132,20 @@ impl Fat {
                 actual: src.size(),
             });
         }
-        let bpb = Bpb::from_bytes(&src.read_vec(0, 512)?)?;
+        let mut warnings = Vec::new();
+        let bpb = match src.read_vec(0, 512) {
+            Ok(b) => Bpb::from_bytes(&b)?,
+            Err(e @ Error::Read { .. }) => {
+                let Some((at, bpb)) = backup_boot(src) else {
+                    return Err(e);
+                };
+                warnings.push(format!(
+                    "the boot sector is unreadable; using the FAT32 backup boot sector at byte {at}"
+                ));
+                bpb
+            }
+            Err(e) => return Err(e),
+        };
         if src.size() < bpb.volume_size() {
             return Err(Error::SourceTruncated {
                 name: src.name().to_string(),
@@ -142,6 +162,7 @@ impl Fat {
             bpb,
             fat1_unclean,
             rescue: false,
+            warnings,
         })
     }
 
@@ -159,6 +180,24 @@ impl Fat {
         // In range: at most the cluster size, a u32.
         align.min(u64::from(self.bpb.cluster_size())) as u32
     }
+}
+
+/// Sector of the FAT32 backup boot sector (`BPB_BkBootSec`), the only
+/// value Microsoft recommends.
+const BACKUP_BOOT_SECTOR: u16 = 6;
+
+/// The FAT32 backup boot sector, if sector 6 (for any sector size) holds a
+/// valid FAT32 boot sector that names itself as the backup.
+fn backup_boot(src: &dyn Source) -> Option<(u64, Bpb)> {
+    [512u64, 1024, 2048, 4096].into_iter().find_map(|bps| {
+        let at = u64::from(BACKUP_BOOT_SECTOR) * bps;
+        let b = src.read_vec(at, 512).ok()?;
+        let bpb = Bpb::from_bytes(&b).ok()?;
+        (bpb.fat_type == FatType::Fat32
+            && u64::from(bpb.bytes_per_sector) == bps
+            && u16le(&b, 0x32) == BACKUP_BOOT_SECTOR)
+            .then_some((at, bpb))
+    })
 }
 
 /// What scanning the FAT found.
@@ -392,7 +431,7 @@ impl Filesystem for Fat {
         }
 
         let mut inconsistencies = Vec::new();
-        let mut warnings = Vec::new();
+        let mut warnings = self.warnings.clone();
         if let Some(at) = unreadable {
             warnings.push(format!(
                 "{unreadable_sectors} FAT sector(s) are unreadable (the first at byte {at}): the clusters they describe are copied unless another FAT copy describes them"

@@ -349,11 +349,6 @@ pub fn save(
     Ok(summary(&opened, &alloc, stats))
 }
 
-/// Whether a filesystem is NTFS, the only one an ntfsclone image holds.
-fn is_ntfs(kind: FsKind) -> bool {
-    kind.name() == "ntfs"
-}
-
 /// Saves an NTFS volume as an ntfsclone 10.1 image that `ntfsclone
 /// --restore-image` restores: its used clusters and the cluster after the
 /// last NTFS cluster, which holds the backup boot sector.
@@ -364,25 +359,19 @@ fn save_ntfsclone(
     report: &dyn Report,
 ) -> Result<Summary> {
     let kind = opened.fs.kind();
-    if !is_ntfs(kind) {
+    if kind != FsKind::Ntfs {
         return Err(ForeignError::NotNtfs {
             name: opened.src.name().to_string(),
             fs: kind.name(),
         }
         .into());
     }
-    let src: &dyn Source = &opened.src;
-    let boot = src.read_vec(0, 512)?;
     let cs = opened.fs.cluster_size();
+    // The volume ends with the sector after the last cluster (the backup
+    // boot sector), so the last cluster of the map, whole or partial, is
+    // ntfsclone's cluster nr_clusters.
     let device_size = opened.fs.device_size();
-    let (boot_cs, nr) = foreign::ntfsclone::ntfs_geometry(&boot)
-        .filter(|&(c, _)| c == cs)
-        .ok_or_else(|| ForeignError::Unwritable {
-            why: format!(
-                "the boot sector of {} does not give {cs}-byte clusters",
-                src.name()
-            ),
-        })?;
+    let nr = device_size.div_ceil(u64::from(cs)) - 1;
     let out = match output.file() {
         None => OutputFile::stdout()?,
         Some((p, mode)) => OutputFile::open(p, mode, Some(opened.src.file()))?,
@@ -401,7 +390,7 @@ fn save_ntfsclone(
     let inuse = map.count_used(0, nr);
     map.mark_used(nr, 1);
     let name = out.name().to_string();
-    let mut writer = NtfscloneWriter::new(out, &name, boot_cs, device_size, nr, inuse)?;
+    let mut writer = NtfscloneWriter::new(out, &name, cs, device_size, nr, inuse)?;
     let stats = copier::copy(
         &opened.src,
         &alloc.map,

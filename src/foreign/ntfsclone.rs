@@ -11,7 +11,7 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 
 use super::{CHUNK_BYTES, Checked, ForeignError, ForeignReader, Input, NTFSCLONE_MAGIC};
-use crate::bytes::{u16le, u32le, u64le};
+use crate::bytes::{u32le, u64le};
 use crate::copier::{Chunk, Extent};
 use crate::error::{Error, Result};
 use crate::report::Report;
@@ -414,29 +414,6 @@ impl<R: Read + Send> ForeignReader for NtfscloneReader<R> {
     }
 }
 
-/// The cluster size and cluster count of the NTFS volume whose boot sector
-/// is `boot` (at least 512 bytes), as ntfs-3g computes them; `None` if it is
-/// not an NTFS boot sector.
-pub fn ntfs_geometry(boot: &[u8]) -> Option<(u32, u64)> {
-    if boot.len() < 512 || &boot[3..11] != b"NTFS    " {
-        return None;
-    }
-    let bps = u32::from(u16le(boot, 0x0b));
-    let spc_raw = boot[0x0d];
-    // Above 0x80 the byte is a negative power of two (clusters over 64 KiB).
-    let spc: u32 = if spc_raw <= 0x80 {
-        u32::from(spc_raw)
-    } else {
-        1u32.checked_shl(u32::from(spc_raw.wrapping_neg()))?
-    };
-    if !bps.is_power_of_two() || bps < 256 || spc == 0 || !spc.is_power_of_two() {
-        return None;
-    }
-    let cluster_size = bps.checked_mul(spc)?;
-    let total_sectors = u64le(boot, 0x28);
-    Some((cluster_size, total_sectors / u64::from(spc)))
-}
-
 /// Writes an ntfsclone 10.1 image: the header, then for each used cluster
 /// in ascending order a gap to it if needed and the cluster, ending with the
 /// cluster that holds the backup boot sector, exactly as `ntfsclone
@@ -722,20 +699,6 @@ mod tests {
         let mut img = image(2048, 3, &rec);
         img[17] = 0;
         assert_eq!(read_all(&img).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn geometry_from_a_boot_sector() {
-        let mut boot = vec![0u8; 512];
-        boot[3..11].copy_from_slice(b"NTFS    ");
-        boot[0x0b..0x0d].copy_from_slice(&512u16.to_le_bytes());
-        boot[0x0d] = 8;
-        boot[0x28..0x30].copy_from_slice(&16384u64.to_le_bytes());
-        assert_eq!(ntfs_geometry(&boot), Some((4096, 2048)));
-        boot[0x0d] = 0xf4; // 2^12 sectors: 2 MiB clusters
-        assert_eq!(ntfs_geometry(&boot), Some((2 << 20, 4)));
-        boot[3] = b'X';
-        assert_eq!(ntfs_geometry(&boot), None);
     }
 
     #[test]

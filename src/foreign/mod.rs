@@ -133,8 +133,8 @@ pub enum ForeignError {
         /// Where the input ended.
         end: u64,
     },
-    /// A header field holds a value the format does not allow.
-    #[error("{format} image header at byte {offset}: invalid {field}: {value}")]
+    /// A field holds a value the format does not allow.
+    #[error("{format} image: invalid {field} at byte {offset}: {value}")]
     Field {
         /// "ntfsclone" or "partclone".
         format: &'static str,

@@ -641,7 +641,7 @@ impl<R: Read> PartcloneReader<R> {
             }
             self.mismatches += 1;
             report.warn(&format!(
-                "ignoring a checksum mismatch (--ignore-checksums): blocks {}..={} are restored as the image has them, but they are corrupt ({} at byte {at}: stored {}, computed {})",
+                "ignoring a checksum mismatch (--ignore-checksums): blocks {}..={} of the image are corrupt ({} at byte {at}: stored {}, computed {})",
                 self.strip_first,
                 self.strip_last,
                 self.header.checksum.name(),

@@ -391,6 +391,27 @@ impl<R: Read> Input<R> {
         Ok(done)
     }
 
+    /// Appends up to `len` bytes to `v`, growing it a step at a time as
+    /// they arrive, so that a length from a hostile header cannot make us
+    /// allocate much more than the input holds. Returns the bytes appended
+    /// (fewer than `len` only at the end of input).
+    pub(crate) fn append(&mut self, v: &mut Vec<u8>, len: usize) -> Result<usize> {
+        const STEP: usize = 1 << 20;
+        let mut done = 0;
+        while done < len {
+            let at = v.len();
+            let n = (len - done).min(STEP);
+            v.resize(at + n, 0);
+            let got = self.read_some(&mut v[at..])?;
+            done += got;
+            if got < n {
+                v.truncate(at + got);
+                break;
+            }
+        }
+        Ok(done)
+    }
+
     /// Fills `buf`; the end of input is truncation of `what` (at `start`).
     pub(crate) fn fill(&mut self, buf: &mut [u8], what: &'static str, start: u64) -> Result<()> {
         if self.read_some(buf)? < buf.len() {

@@ -344,9 +344,7 @@ impl<R: Read + Send> ForeignReader for NtfscloneReader<R> {
                             volume_offset,
                             device_size: self.header.device_size,
                         })?;
-                    let start = chunk.data.len();
-                    chunk.data.resize(start + len as usize, 0);
-                    if self.input.read_some(&mut chunk.data[start..])? < len as usize {
+                    if self.input.append(&mut chunk.data, len as usize)? < len as usize {
                         return Err(ForeignError::TruncatedBlock {
                             format: FORMAT,
                             block: c,

@@ -795,9 +795,8 @@ impl<R: Read + Send> ForeignReader for PartcloneReader<R> {
             let volume_offset = first * bs;
             let start = chunk.data.len();
             let len = (n * bs) as usize;
-            chunk.data.resize(start + len, 0);
             let at = self.input.pos();
-            let got = self.input.read_some(&mut chunk.data[start..])?;
+            let got = self.input.append(&mut chunk.data, len)?;
             if got < len {
                 let k = got as u64 / bs;
                 return Err(ForeignError::TruncatedBlock {

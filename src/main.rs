@@ -130,25 +130,30 @@ struct Cli {
     fs_type: FsTypeArg,
 
     /// The volume to copy (a block device or a volume image), or with -r the
-    /// special image to restore (`-` for standard input).
+    /// image to restore (`-` for standard input).
     #[arg(value_name = "SOURCE")]
     source: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Describe a volume: filesystem, sizes, used clusters, state.
+    /// Describe a volume (filesystem, sizes, used clusters, state) or an
+    /// image (format, writer, filesystem, sizes).
     Info {
         /// Filesystem of the source.
         #[arg(long, value_enum, default_value_t = FsTypeArg::Auto)]
         fs_type: FsTypeArg,
-        /// A block device, volume image or special image.
+        /// A block device, a volume image, or an fsimg, ntfsclone or
+        /// partclone image (`-` for an image on standard input).
         path: PathBuf,
     },
-    /// Read an image through and check all its format allows: an fsimg
-    /// image's checksums, record order and trailer; a partclone image's
-    /// header, bitmap and data checksums; an ntfsclone image's record
-    /// stream and length. Exit 0 only if all is well.
+    /// Read an image through and check all its format allows; exit 0 only
+    /// if all is well.
+    ///
+    /// fsimg images: every checksum, the record order and the trailer.
+    /// partclone images: the header, the bitmap and the data checksums.
+    /// ntfsclone images (which have no checksums): the record stream and its
+    /// length. The output says what could not be checked.
     Verify {
         /// Threads decompressing and checking (default: every core).
         #[arg(short = 'j', long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]

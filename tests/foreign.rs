@@ -424,6 +424,13 @@ fn partclone_header_fields_out_of_range() {
     for (at, bytes, want) in cases {
         assert_eq!(verify_err(&sealed(&img, at, &bytes)), want);
     }
+    // The most blocks of the largest size overflow 64 bits (found by the
+    // fuzzer: an overflow panic before this check existed).
+    let huge = sealed(&img, 84, &(64u32 << 20).to_le_bytes());
+    assert_eq!(
+        verify_err(&sealed(&huge, 60, &(1u64 << 43).to_le_bytes())),
+        "partclone image: invalid total blocks at byte 60: 8796093022208 (blocks of 67108864 bytes would span more than 2^64 bytes)"
+    );
     // A used count that disagrees with the bitmap: partclone goes by the
     // bitmap, and so does fsimg, with a warning.
     let dir = Scratch::new();

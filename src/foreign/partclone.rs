@@ -342,7 +342,16 @@ impl PartcloneHeader {
                 ),
             ));
         }
-        let span = self.total_blocks * u64::from(bs);
+        let Some(span) = self.total_blocks.checked_mul(u64::from(bs)) else {
+            return Err(field(
+                at[2],
+                "total blocks",
+                format!(
+                    "{} (blocks of {bs} bytes would span more than 2^64 bytes)",
+                    self.total_blocks
+                ),
+            ));
+        };
         if self.device_size == 0 || span > self.device_size {
             return Err(field(
                 at[1],

@@ -633,3 +633,49 @@ fn torn_mft_record_zero_uses_the_mirror() {
     let cloned = fs::read(&out).unwrap();
     assert_used_only("torn", &fs::read(&s).unwrap(), &cloned);
 }
+
+/// Clone and restore onto a block device (a loop device): only used
+/// clusters are written, and the result reads back the same.
+#[test]
+fn clone_and_restore_onto_a_device() {
+    if !root() || !have("losetup") {
+        return;
+    }
+    let name = first();
+    let dir = tempfile::tempdir().unwrap();
+    let source = image("ntfs", &name);
+    let src = dir.path().join("src.img");
+    fs::write(&src, &source).unwrap();
+    let s = src.to_str().unwrap();
+    let target = dir.path().join("disk.img");
+    fs::write(&target, vec![0xA5u8; source.len()]).unwrap();
+    let l = Loop::attach(&target, false);
+    run_ok(&["-q", "-O", &l.dev, s]);
+    let disk = fs::read(&l.dev).unwrap();
+    assert_eq!(tree(&disk), tree(&source));
+    assert_eq!(disk[disk.len() - 512..], source[source.len() - 512..]);
+    // A free cluster kept the device's old bytes: nothing else was written.
+    let src_mem = MemSource::new(source.clone(), "src");
+    let map = open(&src_mem, FsChoice::Auto)
+        .unwrap()
+        .allocation(&src_mem)
+        .unwrap()
+        .map;
+    let free = (0..map.total_clusters())
+        .find(|&c| !map.is_used(c))
+        .unwrap();
+    let cs = map.cluster_size() as usize;
+    assert!(
+        disk[free as usize * cs..(free as usize + 1) * cs]
+            .iter()
+            .all(|&b| b == 0xA5)
+    );
+
+    let img = dir.path().join("x.fsimg");
+    run_ok(&["-q", "-s", "-z", "-o", img.to_str().unwrap(), s]);
+    fs::write(&l.dev, vec![0u8; source.len()]).unwrap();
+    run_ok(&["-q", "-r", "-O", &l.dev, img.to_str().unwrap()]);
+    let disk = fs::read(&l.dev).unwrap();
+    assert_used_only(&name, &source, &disk);
+    assert_eq!(tree(&disk), tree(&source));
+}

@@ -679,3 +679,92 @@ fn clone_and_restore_onto_a_device() {
     assert_used_only(&name, &source, &disk);
     assert_eq!(tree(&disk), tree(&source));
 }
+
+/// xorshift64*: deterministic mutations without a dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A volume in a borrowed buffer.
+struct Slice<'a>(&'a [u8]);
+
+impl fsimg::source::Source for Slice<'_> {
+    fn size(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let o = offset as usize;
+        buf.copy_from_slice(&self.0[o..o + buf.len()]);
+        Ok(())
+    }
+    fn name(&self) -> &str {
+        "mutated"
+    }
+}
+
+/// Random bytes of the boot sector, the first MFT records and `$Bitmap`
+/// changed: opening the volume and reading its map answer Ok or Err, and
+/// never panic or hang.
+#[test]
+fn mutated_metadata_never_panics() {
+    let name = ntfs_images()
+        .into_iter()
+        .find(|n| n.contains("512"))
+        .unwrap_or_else(first);
+    let mut img = image("ntfs", &name);
+    let mft = record_offset(&img, 0);
+    let bitmap = bitmap_offset(&img);
+    let regions = [(0usize, 512usize), (mft, 64 * 1024), (bitmap, 4096)];
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let iterations = if cfg!(debug_assertions) { 2000 } else { 20_000 };
+    let (mut opened, mut mapped) = (0, 0);
+    let start = std::time::Instant::now();
+    for i in 0..iterations {
+        let mut saved = Vec::new();
+        for _ in 0..1 + rng.below(8) {
+            let (start, len) = regions[rng.below(3) as usize];
+            let at = start + rng.below(len as u64) as usize;
+            saved.push((at, img[at]));
+            img[at] = match rng.below(3) {
+                0 => img[at] ^ (1 << rng.below(8)),
+                1 => 0xFF,
+                _ => rng.next() as u8,
+            };
+        }
+        let r = std::panic::catch_unwind(|| {
+            let src = Slice(&img);
+            let fs = open(&src, FsChoice::Auto).ok()?;
+            let _ = fs.describe();
+            Some(fs.allocation(&src).is_ok())
+        });
+        match r {
+            Err(_) => {
+                let path = std::env::temp_dir().join(format!("fsimg-ntfs-mutation-{i}.img"));
+                let _ = fs::write(&path, &img);
+                panic!("mutation {i} panicked; saved to {}", path.display());
+            }
+            Ok(Some(ok)) => {
+                opened += 1;
+                mapped += usize::from(ok);
+            }
+            Ok(None) => {}
+        }
+        for (at, b) in saved.into_iter().rev() {
+            img[at] = b;
+        }
+    }
+    eprintln!(
+        "{iterations} mutations: {opened} opened, {mapped} mapped, {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}

@@ -82,6 +82,12 @@ struct Cli {
     )]
     retries: u32,
 
+    /// Copy only the filesystem's metadata: the copy mounts and passes fsck,
+    /// lists every file with its size, and every file reads as zeros.
+    /// File and directory names, sizes and extended attributes remain.
+    #[arg(short = 'm', long, conflicts_with_all = ["restore_image", "rescue"])]
+    metadata: bool,
+
     /// No progress and no summary.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -345,6 +351,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         let opts = ops::SaveOptions {
             zstd_level: cli.compress,
             threads,
+            metadata: cli.metadata,
         };
         ops::save(&source, &output, cli.fs_type.into(), checks, opts, &report)?
     } else if cli.mapfile.is_some() || cli.retries > 0 {
@@ -361,7 +368,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
             &report,
         )?
     } else {
-        ops::clone(&source, &output, cli.fs_type.into(), checks, &report)?
+        ops::clone(
+            &source,
+            &output,
+            cli.fs_type.into(),
+            checks,
+            cli.metadata,
+            &report,
+        )?
     };
     report.clear_line();
     if !cli.quiet {

@@ -11,7 +11,7 @@ use std::thread;
 use crate::allocmap::AllocationMap;
 use crate::copier::{self, Chunk, CopyOptions, CopyStats};
 use crate::error::{Error, Result};
-use crate::fs::{self, Allocation, Filesystem, FsChoice, FsKind};
+use crate::fs::{self, Allocation, Filesystem, FsChoice, FsKind, Scrub};
 use crate::image::record::RawRecord;
 use crate::image::{self, Header, ImageError, ImageReader, ImageWriter, Trailer, header};
 use crate::mapfile::{self, Mapfile, MapfileSink};
@@ -107,6 +107,17 @@ pub fn open_source(source: &Path, choice: FsChoice, checks: Checks) -> Result<Op
 /// `--ignore-fs-check` (then each is a warning).
 pub fn allocation(opened: &Opened, checks: Checks, report: &dyn Report) -> Result<Allocation> {
     let alloc = opened.fs.allocation(&opened.src)?;
+    checked(opened, alloc, checks, report)
+}
+
+/// Refuses an allocation with inconsistencies unless `--ignore-fs-check`,
+/// and reports its warnings.
+fn checked(
+    opened: &Opened,
+    alloc: Allocation,
+    checks: Checks,
+    report: &dyn Report,
+) -> Result<Allocation> {
     if !alloc.inconsistencies.is_empty() && !checks.ignore_fs_check {
         // One message: the refusal carries the warnings too.
         let mut problems = alloc.inconsistencies.clone();
@@ -126,6 +137,22 @@ pub fn allocation(opened: &Opened, checks: Checks, report: &dyn Report) -> Resul
         }
     }
     Ok(alloc)
+}
+
+/// What a copy takes: the used clusters, or (`metadata`) the metadata
+/// clusters with their scrubber; the same checks apply to both.
+pub fn content(
+    opened: &Opened,
+    checks: Checks,
+    metadata: bool,
+    report: &dyn Report,
+) -> Result<(Allocation, Option<Box<dyn Scrub>>)> {
+    if !metadata {
+        return Ok((allocation(opened, checks, report)?, None));
+    }
+    let m = opened.fs.metadata(&opened.src)?;
+    let alloc = checked(opened, m.allocation, checks, report)?;
+    Ok((alloc, m.scrub))
 }
 
 /// Opens the sink that rebuilds a volume of `device_size` bytes.
@@ -231,13 +258,14 @@ pub fn clone(
     output: &Output,
     choice: FsChoice,
     checks: Checks,
+    metadata: bool,
     report: &dyn Report,
 ) -> Result<Summary> {
     let opened = open_source(source, choice, checks)?;
     let device_size = opened.fs.device_size();
     let mut sink = volume_sink(output, device_size, Some(opened.src.file()))?;
-    let alloc = allocation(&opened, checks, report)?;
-    let stats = copier::copy(
+    let (alloc, scrub) = content(&opened, checks, metadata, report)?;
+    let stats = copier::copy_scrubbed(
         &opened.src,
         &alloc.map,
         sink.as_mut(),
@@ -245,6 +273,7 @@ pub fn clone(
             rescue: checks.rescue,
             ..CopyOptions::default()
         },
+        scrub.as_deref(),
         report,
     )?;
     sink.finish()?;
@@ -269,6 +298,8 @@ pub struct SaveOptions {
     pub zstd_level: Option<i32>,
     /// Threads compressing.
     pub threads: usize,
+    /// `-m`: only the filesystem's metadata.
+    pub metadata: bool,
 }
 
 /// Saves the used clusters of `source` as a special image.
@@ -292,7 +323,7 @@ pub fn save(
         None => OutputFile::stdout()?,
         Some((p, mode)) => OutputFile::open(p, mode, Some(opened.src.file()))?,
     };
-    let alloc = allocation(&opened, checks, report)?;
+    let (alloc, scrub) = content(&opened, checks, opts.metadata, report)?;
     let map = &alloc.map;
     let max_record = (image::RECORD_PAYLOAD / cs).max(1) * cs;
     let header = Header {
@@ -300,6 +331,10 @@ pub fn save(
         fs: opened.fs.kind().code(),
         flags: if checks.rescue {
             header::FLAG_RESCUE
+        } else {
+            0
+        } | if opts.metadata {
+            header::FLAG_METADATA
         } else {
             0
         },
@@ -323,7 +358,14 @@ pub fn save(
         rescue: checks.rescue,
         ..CopyOptions::default()
     };
-    let stats = copier::copy(&opened.src, map, &mut writer, &copy_opts, report)?;
+    let stats = copier::copy_scrubbed(
+        &opened.src,
+        map,
+        &mut writer,
+        &copy_opts,
+        scrub.as_deref(),
+        report,
+    )?;
     writer.set_bad_ranges(stats.bad.clone());
     writer.finish()?;
     writer.into_inner().commit()?;

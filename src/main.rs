@@ -88,6 +88,10 @@ struct Cli {
     #[arg(short = 'm', long, conflicts_with_all = ["restore_image", "rescue"])]
     metadata: bool,
 
+    /// With -m: keep timestamps (by default NTFS timestamps are set to 1970).
+    #[arg(short = 't', long, requires = "metadata")]
+    preserve_timestamps: bool,
+
     /// No progress and no summary.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -328,6 +332,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
         rescue: cli.rescue,
     };
     let threads = thread_count(cli.threads);
+    let content = if cli.metadata {
+        ops::Content::Metadata {
+            keep_timestamps: cli.preserve_timestamps,
+        }
+    } else {
+        ops::Content::Used
+    };
     if cli.restore_image {
         let s = ops::restore(&source, &output, threads, &report)?;
         report.clear_line();
@@ -351,7 +362,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         let opts = ops::SaveOptions {
             zstd_level: cli.compress,
             threads,
-            metadata: cli.metadata,
+            content,
         };
         ops::save(&source, &output, cli.fs_type.into(), checks, opts, &report)?
     } else if cli.mapfile.is_some() || cli.retries > 0 {
@@ -373,7 +384,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
             &output,
             cli.fs_type.into(),
             checks,
-            cli.metadata,
+            content,
             &report,
         )?
     };

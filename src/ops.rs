@@ -139,17 +139,31 @@ fn checked(
     Ok(alloc)
 }
 
-/// What a copy takes: the used clusters, or (`metadata`) the metadata
-/// clusters with their scrubber; the same checks apply to both.
+/// What a copy takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Content {
+    /// Every used cluster.
+    #[default]
+    Used,
+    /// `-m`: the metadata clusters, scrubbed; timestamps wiped unless kept.
+    Metadata {
+        /// `--preserve-timestamps`.
+        keep_timestamps: bool,
+    },
+}
+
+/// The clusters a copy takes, with the scrubber of a metadata-only copy;
+/// the same checks apply to both.
 pub fn content(
-    opened: &Opened,
+    opened: &mut Opened,
     checks: Checks,
-    metadata: bool,
+    content: Content,
     report: &dyn Report,
 ) -> Result<(Allocation, Option<Box<dyn Scrub>>)> {
-    if !metadata {
+    let Content::Metadata { keep_timestamps } = content else {
         return Ok((allocation(opened, checks, report)?, None));
-    }
+    };
+    opened.fs.set_keep_timestamps(keep_timestamps);
     let m = opened.fs.metadata(&opened.src)?;
     let alloc = checked(opened, m.allocation, checks, report)?;
     Ok((alloc, m.scrub))
@@ -258,13 +272,13 @@ pub fn clone(
     output: &Output,
     choice: FsChoice,
     checks: Checks,
-    metadata: bool,
+    what: Content,
     report: &dyn Report,
 ) -> Result<Summary> {
-    let opened = open_source(source, choice, checks)?;
+    let mut opened = open_source(source, choice, checks)?;
     let device_size = opened.fs.device_size();
     let mut sink = volume_sink(output, device_size, Some(opened.src.file()))?;
-    let (alloc, scrub) = content(&opened, checks, metadata, report)?;
+    let (alloc, scrub) = content(&mut opened, checks, what, report)?;
     let stats = copier::copy_scrubbed(
         &opened.src,
         &alloc.map,
@@ -298,8 +312,8 @@ pub struct SaveOptions {
     pub zstd_level: Option<i32>,
     /// Threads compressing.
     pub threads: usize,
-    /// `-m`: only the filesystem's metadata.
-    pub metadata: bool,
+    /// Every used cluster, or only the metadata (`-m`).
+    pub content: Content,
 }
 
 /// Saves the used clusters of `source` as a special image.
@@ -311,7 +325,7 @@ pub fn save(
     opts: SaveOptions,
     report: &dyn Report,
 ) -> Result<Summary> {
-    let opened = open_source(source, choice, checks)?;
+    let mut opened = open_source(source, choice, checks)?;
     let cs = opened.fs.cluster_size();
     if cs > image::MAX_RECORD_PAYLOAD {
         return Err(Error::Usage(format!(
@@ -323,7 +337,7 @@ pub fn save(
         None => OutputFile::stdout()?,
         Some((p, mode)) => OutputFile::open(p, mode, Some(opened.src.file()))?,
     };
-    let (alloc, scrub) = content(&opened, checks, opts.metadata, report)?;
+    let (alloc, scrub) = content(&mut opened, checks, opts.content, report)?;
     let map = &alloc.map;
     let max_record = (image::RECORD_PAYLOAD / cs).max(1) * cs;
     let header = Header {
@@ -333,7 +347,7 @@ pub fn save(
             header::FLAG_RESCUE
         } else {
             0
-        } | if opts.metadata {
+        } | if opts.content != Content::Used {
             header::FLAG_METADATA
         } else {
             0

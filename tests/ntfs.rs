@@ -768,3 +768,160 @@ fn mutated_metadata_never_panics() {
         start.elapsed().as_secs_f64()
     );
 }
+
+/// 16-byte windows of every file's contents that are not all one byte.
+fn content_windows(t: &BTreeMap<String, Entry>) -> std::collections::HashSet<[u8; 16]> {
+    let mut set = std::collections::HashSet::new();
+    for e in t.values() {
+        let Entry::File(data) = e else { continue };
+        for w in data.chunks_exact(16).step_by(7) {
+            if w.iter().any(|&b| b != w[0]) {
+                set.insert(<[u8; 16]>::try_from(w).unwrap());
+            }
+        }
+    }
+    set
+}
+
+/// `-m`: the metadata image restores to a volume ntfsfix accepts, with the
+/// same files and sizes, every file reading as zeros, no byte of any
+/// file's contents in the image, and timestamps at 1970.
+#[test]
+fn metadata_only_images() {
+    for name in ntfs_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = image("ntfs", &name);
+        let src = dir.path().join("src.img");
+        fs::write(&src, &source).unwrap();
+        let s = src.to_str().unwrap();
+        let meta = dir.path().join("m.fsimg");
+        let full = dir.path().join("f.fsimg");
+        run_ok(&["-q", "-m", "-s", "-o", meta.to_str().unwrap(), s]);
+        run_ok(&["-q", "-s", "-o", full.to_str().unwrap(), s]);
+        run_ok(&["verify", meta.to_str().unwrap()]);
+        let info = run_ok(&["info", meta.to_str().unwrap()]);
+        assert!(String::from_utf8_lossy(&info.stdout).contains("metadata-only"));
+        let restored = dir.path().join("m.img");
+        let out = run_ok(&[
+            "-r",
+            "-o",
+            restored.to_str().unwrap(),
+            meta.to_str().unwrap(),
+        ]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr)
+                .contains("metadata-only image: file contents will read as zeros")
+        );
+        let (m, f) = (
+            fs::metadata(&meta).unwrap().len(),
+            fs::metadata(&full).unwrap().len(),
+        );
+        eprintln!(
+            "{name}: metadata image {m} bytes, full image {f} bytes ({:.1} %)",
+            100.0 * m as f64 / f as f64
+        );
+        assert!(m * 4 < f, "{name}: {m} of {f}");
+
+        // A direct metadata clone is the same volume.
+        let clone = dir.path().join("m-clone.img");
+        run_ok(&["-q", "-m", "-o", clone.to_str().unwrap(), s]);
+        let volume = fs::read(&restored).unwrap();
+        assert!(
+            fs::read(&clone).unwrap() == volume,
+            "{name}: -m clone differs"
+        );
+        assert_ntfsfix_clean(&restored);
+
+        let before = tree(&source);
+        let after = tree(&volume);
+        assert_eq!(
+            before.keys().collect::<Vec<_>>(),
+            after.keys().collect::<Vec<_>>(),
+            "{name}: listing"
+        );
+        for (path, e) in &after {
+            match (e, &before[path]) {
+                (Entry::File(a), Entry::File(b)) => {
+                    assert_eq!(a.len(), b.len(), "{name}: {path} size");
+                    assert!(a.iter().all(|&x| x == 0), "{name}: {path} not zero");
+                }
+                (a, b) => assert_eq!(std::mem::discriminant(a), std::mem::discriminant(b)),
+            }
+        }
+        // No file contents, and no deleted file's, in the image.
+        let windows = content_windows(&before);
+        assert!(windows.len() > 100, "{name}: {} windows", windows.len());
+        for (what, bytes) in [("image", fs::read(&meta).unwrap()), ("volume", volume)] {
+            let leaked = bytes.windows(16).filter(|w| windows.contains(*w)).count();
+            assert_eq!(leaked, 0, "{name}: {leaked} content windows in the {what}");
+            assert!(
+                !bytes.windows(17).any(|w| w == b"STALE-DATA-MARKER"),
+                "{name}: deleted data in the {what}"
+            );
+        }
+    }
+}
+
+/// ntfs-3g mounts a metadata-only copy: same paths, types and sizes, every
+/// file zeros, timestamps 1970 (kept with --preserve-timestamps).
+#[test]
+fn ntfs3g_mounts_metadata_only_copies() {
+    if !root() || !have("ntfs-3g") || !Path::new("/dev/fuse").exists() {
+        return;
+    }
+    for name in ntfs_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src.img");
+        fs::write(&src, image("ntfs", &name)).unwrap();
+        for keep in [false, true] {
+            let m = dir.path().join(format!("m-{keep}.img"));
+            let mut args = vec!["-q", "-m"];
+            if keep {
+                args.push("--preserve-timestamps");
+            }
+            args.extend(["-o", m.to_str().unwrap(), src.to_str().unwrap()]);
+            run_ok(&args);
+            let (a, b) = (dir.path().join("a"), dir.path().join(format!("b-{keep}")));
+            let _ma = Ntfs3g::mount(&src, &a);
+            let _mb = Ntfs3g::mount(&m, &b);
+            let list = |d: &Path, times: bool| {
+                let fmt = if times {
+                    "%y %s %T@ %p\n"
+                } else {
+                    "%y %s %p\n"
+                };
+                let out = Command::new("find")
+                    .arg(".")
+                    .args(["-printf", fmt])
+                    .current_dir(d)
+                    .output()
+                    .unwrap();
+                let mut l: Vec<String> = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .map(str::to_string)
+                    .collect();
+                l.sort();
+                l
+            };
+            assert_eq!(list(&a, keep), list(&b, keep), "{name}: listing");
+            if !keep {
+                let meta = fs::metadata(b.join("README.txt").as_path()).ok();
+                if let Some(md) = meta {
+                    use std::os::unix::fs::MetadataExt;
+                    assert_eq!(md.mtime(), 0, "{name}: timestamps wiped");
+                }
+            }
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg("find . -type f -exec cat {} + | tr -d '\\000' | wc -c")
+                .current_dir(&b)
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim(),
+                "0",
+                "{name}: contents"
+            );
+        }
+    }
+}

@@ -167,6 +167,10 @@ pub trait Filesystem {
         )))
     }
 
+    /// For `-m`: keep timestamps instead of wiping them, where the
+    /// scrubber wipes them.
+    fn set_keep_timestamps(&mut self, _on: bool) {}
+
     /// In rescue mode, unreadable metadata does not stop
     /// [`Filesystem::allocation`]: what it describes is treated as used,
     /// with a warning.

@@ -44,7 +44,7 @@ impl Extents {
 
     /// Absolute byte offset of byte `pos` of the value, and how many bytes
     /// from there are contiguous on the volume.
-    fn locate(&self, pos: u64) -> Option<(u64, u64)> {
+    pub fn locate(&self, pos: u64) -> Option<(u64, u64)> {
         let vcn = pos / self.cluster_size;
         let i = self.runs.partition_point(|r| r.vcn + r.len <= vcn);
         let r = self.runs.get(i).filter(|r| r.vcn <= vcn)?;
@@ -364,6 +364,7 @@ mod tests {
             mft_lcn: 16,
             mftmirr_lcn: 512,
             record_size: RS as u32,
+            index_block_size: 4096,
             serial: 0,
         }
     }

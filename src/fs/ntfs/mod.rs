@@ -126,39 +126,7 @@ impl Ntfs {
         }
         let mut io = CrateReader::new(src, boot.volume_size(), boot_override.as_deref());
         let ntfs = ntfs::Ntfs::new(&mut io).map_err(|e| io.error("the boot sector", e))?;
-        let volume = match ntfs.volume_info(&mut io) {
-            Ok(v) => VolumeInfo {
-                major: v.major_version(),
-                minor: v.minor_version(),
-                flags: Some(v.flags().bits()),
-                label: String::new(),
-            },
-            // The crate reads record 0 only from $MFT: when it fails, our
-            // own parser (which falls back to $MFTMirr) reads record 3.
-            Err(e) => {
-                let e = io.error("$Volume", e);
-                match (e, volume_from_mft(src, &boot)) {
-                    (e @ (Error::Ntfs(_) | Error::Read { .. }), Ok(v)) => {
-                        warnings.push(format!(
-                            "the ntfs crate cannot read $Volume ({e}); using MFT record 3"
-                        ));
-                        v
-                    }
-                    (_, Err(Error::Read { offset, .. })) => {
-                        warnings.push(format!(
-                            "$Volume is unreadable (at byte {offset}): its dirty flag is unknown"
-                        ));
-                        VolumeInfo {
-                            major: 3,
-                            minor: 1,
-                            flags: None,
-                            label: String::new(),
-                        }
-                    }
-                    (Error::Ntfs(_) | Error::Read { .. }, Err(e)) | (e, _) => return Err(e),
-                }
-            }
-        };
+        let volume = read_volume(src, &boot, &ntfs, &mut io, &mut warnings)?;
         if volume.flags.is_some() && !VERSIONS.contains(&(volume.major, volume.minor)) {
             return Err(NtfsError::Version {
                 major: volume.major,
@@ -224,6 +192,52 @@ impl Ntfs {
         }
         Ok((runs, len))
     }
+}
+
+/// `$Volume`'s version, flags and label through the ntfs crate, or through
+/// our own parser of record 3 when the crate fails (it reads record 0 only
+/// from `$MFT`; ours falls back to `$MFTMirr`). An unreadable `$Volume`
+/// leaves the dirty flag unknown.
+fn read_volume(
+    src: &dyn Source,
+    boot: &BootSector,
+    ntfs: &ntfs::Ntfs,
+    io: &mut CrateReader<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<VolumeInfo> {
+    Ok(match ntfs.volume_info(io) {
+        Ok(v) => VolumeInfo {
+            major: v.major_version(),
+            minor: v.minor_version(),
+            flags: Some(v.flags().bits()),
+            label: String::new(),
+        },
+        // The crate reads record 0 only from $MFT: when it fails, our
+        // own parser (which falls back to $MFTMirr) reads record 3.
+        Err(e) => {
+            let e = io.error("$Volume", e);
+            match (e, volume_from_mft(src, boot)) {
+                (e @ (Error::Ntfs(_) | Error::Read { .. }), Ok(v)) => {
+                    warnings.push(format!(
+                        "the ntfs crate cannot read $Volume ({e}); using MFT record 3"
+                    ));
+                    v
+                }
+                (_, Err(Error::Read { offset, .. })) => {
+                    warnings.push(format!(
+                        "$Volume is unreadable (at byte {offset}): its dirty flag is unknown"
+                    ));
+                    VolumeInfo {
+                        major: 3,
+                        minor: 1,
+                        flags: None,
+                        label: String::new(),
+                    }
+                }
+                (Error::Ntfs(_) | Error::Read { .. }, Err(e)) | (e, _) => return Err(e),
+            }
+        }
+    })
 }
 
 /// `$Volume`'s version, flags and label, read from MFT record 3 by our

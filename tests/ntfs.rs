@@ -861,3 +861,131 @@ fn ntfs3g_mounts_metadata_only_copies() {
         }
     }
 }
+
+/// Undoes (`undo`) or applies the update sequence of the record at `at`.
+fn fixups(img: &mut [u8], at: usize, size: usize, undo: bool) {
+    let usa = at + usize::from(u16::from_le_bytes([img[at + 4], img[at + 5]]));
+    let count = usize::from(u16::from_le_bytes([img[at + 6], img[at + 7]]));
+    assert_eq!(count, size / 512 + 1);
+    for i in 1..count {
+        let end = at + i * 512;
+        let slot = usa + 2 * i;
+        if undo {
+            img.copy_within(slot..slot + 2, end - 2);
+        } else {
+            img.copy_within(end - 2..end, slot);
+            img.copy_within(usa..usa + 2, end - 2);
+        }
+    }
+}
+
+/// A cluster listed in `$BadClus:$Bad` (and, as NTFS does, marked in
+/// `$Bitmap`) is neither copied nor an inconsistency; ntfsclone counts the
+/// same clusters.
+#[test]
+fn bad_clusters_are_not_copied() {
+    let mut img = image("ntfs", &first());
+    let src = MemSource::new(img.clone(), "img");
+    let map = open(&src, FsChoice::Auto)
+        .unwrap()
+        .allocation(&src)
+        .unwrap()
+        .map;
+    let cs = map.cluster_size() as usize;
+    let bad = (200..map.total_clusters() - 1)
+        .find(|&c| !map.is_used(c))
+        .unwrap();
+    let rs = 1024;
+    let rec = record_offset(&img, 8);
+    let attr = {
+        let mut fs = Cursor::new(&img[..]);
+        let ntfs = ntfs::Ntfs::new(&mut fs).unwrap();
+        let f = ntfs.file(&mut fs, 8).unwrap();
+        let a = f
+            .attributes_raw()
+            .map(|a| a.unwrap())
+            .find(|a| {
+                a.name()
+                    .map(|n| n.to_string_lossy() == "$Bad")
+                    .unwrap_or(false)
+            })
+            .expect("$Bad");
+        a.position().value().unwrap().get() as usize
+    };
+    let bitmap = bitmap_offset(&img);
+    fixups(&mut img, rec, rs, true);
+    let u16at = |b: &[u8], o: usize| usize::from(u16::from_le_bytes([b[o], b[o + 1]]));
+    let u32at = |b: &[u8], o: usize| u32::from_le_bytes(b[o..o + 4].try_into().unwrap()) as usize;
+    let len = u32at(&img, attr + 4);
+    assert_eq!(
+        u32at(&img, attr + len),
+        0xFFFF_FFFF,
+        "$Bad is the last attribute"
+    );
+    let clusters = u64::from_le_bytes(img[attr + 0x18..attr + 0x20].try_into().unwrap()) + 1;
+    // Sparse up to `bad`, one real cluster there, sparse to the end.
+    let mut pairs = vec![0x04];
+    pairs.extend(&(bad as u32).to_le_bytes());
+    pairs.push(0x41);
+    pairs.push(1);
+    pairs.extend(&(bad as u32).to_le_bytes());
+    pairs.push(0x04);
+    pairs.extend(&((clusters - bad - 1) as u32).to_le_bytes());
+    pairs.push(0);
+    let mp = attr + u16at(&img, attr + 0x20);
+    let new_len = (mp - attr + pairs.len()).div_ceil(8) * 8;
+    assert!(attr - rec + new_len + 8 <= rs - 2, "room in record 8");
+    img[mp..attr + new_len].fill(0);
+    img[mp..mp + pairs.len()].copy_from_slice(&pairs);
+    img[attr + 4..attr + 8].copy_from_slice(&(new_len as u32).to_le_bytes());
+    img[attr + new_len..attr + new_len + 4].copy_from_slice(&0xFFFF_FFFFu32.to_le_bytes());
+    let used = (attr - rec + new_len + 8) as u32;
+    img[rec + 0x18..rec + 0x1C].copy_from_slice(&used.to_le_bytes());
+    fixups(&mut img, rec, rs, false);
+    img[bitmap + (bad / 8) as usize] |= 1 << (bad % 8);
+    img[bad as usize * cs..(bad as usize + 1) * cs].fill(0x77);
+
+    let src = MemSource::new(img.clone(), "img");
+    let a = open(&src, FsChoice::Auto)
+        .unwrap()
+        .allocation(&src)
+        .unwrap();
+    assert!(a.inconsistencies.is_empty(), "{:?}", a.inconsistencies);
+    assert!(
+        a.warnings
+            .contains(&"$BadClus lists 1 bad cluster(s); they are not copied".to_string()),
+        "{:?}",
+        a.warnings
+    );
+    assert!(!a.map.is_used(bad));
+    assert_eq!(a.map.used_clusters(), map.used_clusters());
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = dir.path().join("bad.img");
+    fs::write(&s, &img).unwrap();
+    let out = dir.path().join("o.img");
+    run_ok(&["-q", "-o", out.to_str().unwrap(), s.to_str().unwrap()]);
+    let cloned = fs::read(&out).unwrap();
+    assert!(
+        cloned[bad as usize * cs..(bad as usize + 1) * cs]
+            .iter()
+            .all(|&b| b == 0)
+    );
+    assert_ntfsfix_clean(&out);
+    if have("ntfsclone") {
+        let r = Command::new("ntfsclone")
+            .args(["-s", "-o", "-"])
+            .arg(&s)
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        // The header: magic (16), version (2), cluster size (4), device size
+        // (8), clusters (8), then the clusters in use.
+        let inuse = u64::from_le_bytes(r.stdout[38..46].try_into().unwrap());
+        assert_eq!(
+            inuse,
+            detail(&img, "NTFS clusters in use"),
+            "ntfsclone's count"
+        );
+    }
+}

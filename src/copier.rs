@@ -13,6 +13,7 @@ use std::thread;
 
 use crate::allocmap::{AllocationMap, Runs};
 use crate::error::{Error, Result};
+use crate::fs::Scrub;
 use crate::report::Report;
 use crate::sink::Sink;
 use crate::source::Source;
@@ -294,6 +295,19 @@ pub fn copy(
     opts: &CopyOptions,
     report: &dyn Report,
 ) -> Result<CopyStats> {
+    copy_scrubbed(src, map, sink, opts, None, report)
+}
+
+/// [`copy`], with every chunk rewritten by `scrub` after it is read
+/// (metadata-only copies).
+pub fn copy_scrubbed(
+    src: &dyn Source,
+    map: &AllocationMap,
+    sink: &mut dyn Sink,
+    opts: &CopyOptions,
+    scrub: Option<&dyn Scrub>,
+    report: &dyn Report,
+) -> Result<CopyStats> {
     let total = map.used_bytes();
     let depth = opts.depth.max(1);
     let (full_tx, full_rx): (SyncSender<Result<Chunk>>, Receiver<Result<Chunk>>) =
@@ -318,6 +332,14 @@ pub fn copy(
                     return;
                 };
                 let r = read_chunk(src, extents, opts, &mut chunk, &mut scratch);
+                if let (Ok(()), Some(scrub)) = (&r, scrub) {
+                    let mut at = 0usize;
+                    for e in &chunk.extents {
+                        let end = at + e.len as usize;
+                        scrub.scrub(src, e.offset, &mut chunk.data[at..end]);
+                        at = end;
+                    }
+                }
                 let failed = r.is_err();
                 if full_tx.send(r.map(|()| chunk)).is_err() || failed {
                     return;

@@ -86,6 +86,16 @@ struct Cli {
     )]
     retries: u32,
 
+    /// Copy only the filesystem's metadata: the copy mounts and passes fsck,
+    /// lists every file with its size, and every file reads as zeros.
+    /// File and directory names, sizes and extended attributes remain.
+    #[arg(short = 'm', long, conflicts_with_all = ["restore_image", "rescue"])]
+    metadata: bool,
+
+    /// With -m: keep timestamps (by default NTFS timestamps are set to 1970).
+    #[arg(short = 't', long, requires = "metadata")]
+    preserve_timestamps: bool,
+
     /// No progress and no summary.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -383,6 +393,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
         rescue: cli.rescue,
     };
     let threads = thread_count(cli.threads);
+    let content = if cli.metadata {
+        ops::Content::Metadata {
+            keep_timestamps: cli.preserve_timestamps,
+        }
+    } else {
+        ops::Content::Used
+    };
     if cli.restore_image {
         let read = ReadOptions {
             ignore_checksums: cli.ignore_checksums,
@@ -431,6 +448,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         let opts = ops::SaveOptions {
             zstd_level: cli.compress,
             threads,
+            content,
             format,
         };
         ops::save(&source, &output, cli.fs_type.into(), checks, opts, &report)?
@@ -448,7 +466,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
             &report,
         )?
     } else {
-        ops::clone(&source, &output, cli.fs_type.into(), checks, &report)?
+        ops::clone(
+            &source,
+            &output,
+            cli.fs_type.into(),
+            checks,
+            content,
+            &report,
+        )?
     };
     report.clear_line();
     if !cli.quiet {

@@ -15,7 +15,7 @@ use crate::foreign::{
     self, Checked, ForeignError, ForeignReader, Format, NtfscloneReader, NtfscloneWriter,
     PartcloneReader, ReadOptions,
 };
-use crate::fs::{self, Allocation, Filesystem, FsChoice, FsKind};
+use crate::fs::{self, Allocation, Filesystem, FsChoice, FsKind, Scrub};
 use crate::image::record::RawRecord;
 use crate::image::{self, Header, ImageError, ImageReader, ImageWriter, Trailer, header};
 use crate::mapfile::{self, Mapfile, MapfileSink};
@@ -111,6 +111,17 @@ pub fn open_source(source: &Path, choice: FsChoice, checks: Checks) -> Result<Op
 /// `--ignore-fs-check` (then each is a warning).
 pub fn allocation(opened: &Opened, checks: Checks, report: &dyn Report) -> Result<Allocation> {
     let alloc = opened.fs.allocation(&opened.src)?;
+    checked(opened, alloc, checks, report)
+}
+
+/// Refuses an allocation with inconsistencies unless `--ignore-fs-check`,
+/// and reports its warnings.
+fn checked(
+    opened: &Opened,
+    alloc: Allocation,
+    checks: Checks,
+    report: &dyn Report,
+) -> Result<Allocation> {
     if !alloc.inconsistencies.is_empty() && !checks.ignore_fs_check {
         // One message: the refusal carries the warnings too.
         let mut problems = alloc.inconsistencies.clone();
@@ -130,6 +141,36 @@ pub fn allocation(opened: &Opened, checks: Checks, report: &dyn Report) -> Resul
         }
     }
     Ok(alloc)
+}
+
+/// What a copy takes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Content {
+    /// Every used cluster.
+    #[default]
+    Used,
+    /// `-m`: the metadata clusters, scrubbed; timestamps wiped unless kept.
+    Metadata {
+        /// `--preserve-timestamps`.
+        keep_timestamps: bool,
+    },
+}
+
+/// The clusters a copy takes, with the scrubber of a metadata-only copy;
+/// the same checks apply to both.
+pub fn content(
+    opened: &mut Opened,
+    checks: Checks,
+    content: Content,
+    report: &dyn Report,
+) -> Result<(Allocation, Option<Box<dyn Scrub>>)> {
+    let Content::Metadata { keep_timestamps } = content else {
+        return Ok((allocation(opened, checks, report)?, None));
+    };
+    opened.fs.set_keep_timestamps(keep_timestamps);
+    let m = opened.fs.metadata(&opened.src)?;
+    let alloc = checked(opened, m.allocation, checks, report)?;
+    Ok((alloc, m.scrub))
 }
 
 /// Opens the sink that rebuilds a volume of `device_size` bytes.
@@ -235,13 +276,14 @@ pub fn clone(
     output: &Output,
     choice: FsChoice,
     checks: Checks,
+    what: Content,
     report: &dyn Report,
 ) -> Result<Summary> {
-    let opened = open_source(source, choice, checks)?;
+    let mut opened = open_source(source, choice, checks)?;
     let device_size = opened.fs.device_size();
     let mut sink = volume_sink(output, device_size, Some(opened.src.file()))?;
-    let alloc = allocation(&opened, checks, report)?;
-    let stats = copier::copy(
+    let (alloc, scrub) = content(&mut opened, checks, what, report)?;
+    let stats = copier::copy_scrubbed(
         &opened.src,
         &alloc.map,
         sink.as_mut(),
@@ -249,6 +291,7 @@ pub fn clone(
             rescue: checks.rescue,
             ..CopyOptions::default()
         },
+        scrub.as_deref(),
         report,
     )?;
     sink.finish()?;
@@ -283,6 +326,8 @@ pub struct SaveOptions {
     pub zstd_level: Option<i32>,
     /// Threads compressing.
     pub threads: usize,
+    /// Every used cluster, or only the metadata (`-m`).
+    pub content: Content,
     /// The format.
     pub format: SaveFormat,
 }
@@ -296,9 +341,9 @@ pub fn save(
     opts: SaveOptions,
     report: &dyn Report,
 ) -> Result<Summary> {
-    let opened = open_source(source, choice, checks)?;
+    let mut opened = open_source(source, choice, checks)?;
     if opts.format == SaveFormat::Ntfsclone {
-        return save_ntfsclone(opened, output, checks, report);
+        return save_ntfsclone(opened, output, checks, opts.content, report);
     }
     let cs = opened.fs.cluster_size();
     if cs > image::MAX_RECORD_PAYLOAD {
@@ -311,7 +356,7 @@ pub fn save(
         None => OutputFile::stdout()?,
         Some((p, mode)) => OutputFile::open(p, mode, Some(opened.src.file()))?,
     };
-    let alloc = allocation(&opened, checks, report)?;
+    let (alloc, scrub) = content(&mut opened, checks, opts.content, report)?;
     let map = &alloc.map;
     let max_record = (image::RECORD_PAYLOAD / cs).max(1) * cs;
     let header = Header {
@@ -319,6 +364,10 @@ pub fn save(
         fs: opened.fs.kind().code(),
         flags: if checks.rescue {
             header::FLAG_RESCUE
+        } else {
+            0
+        } | if opts.content != Content::Used {
+            header::FLAG_METADATA
         } else {
             0
         },
@@ -342,7 +391,14 @@ pub fn save(
         rescue: checks.rescue,
         ..CopyOptions::default()
     };
-    let stats = copier::copy(&opened.src, map, &mut writer, &copy_opts, report)?;
+    let stats = copier::copy_scrubbed(
+        &opened.src,
+        map,
+        &mut writer,
+        &copy_opts,
+        scrub.as_deref(),
+        report,
+    )?;
     writer.set_bad_ranges(stats.bad.clone());
     writer.finish()?;
     writer.into_inner().commit()?;
@@ -350,12 +406,14 @@ pub fn save(
 }
 
 /// Saves an NTFS volume as an ntfsclone 10.1 image that `ntfsclone
-/// --restore-image` restores: its used clusters and the cluster after the
-/// last NTFS cluster, which holds the backup boot sector.
+/// --restore-image` restores: its used clusters (or, with `-m`, its
+/// metadata, scrubbed, like `ntfsclone --metadata --save-image`) and the
+/// cluster after the last NTFS cluster, which holds the backup boot sector.
 fn save_ntfsclone(
-    opened: Opened,
+    mut opened: Opened,
     output: &Output,
     checks: Checks,
+    what: Content,
     report: &dyn Report,
 ) -> Result<Summary> {
     let kind = opened.fs.kind();
@@ -376,7 +434,7 @@ fn save_ntfsclone(
         None => OutputFile::stdout()?,
         Some((p, mode)) => OutputFile::open(p, mode, Some(opened.src.file()))?,
     };
-    let mut alloc = allocation(&opened, checks, report)?;
+    let (mut alloc, scrub) = content(&mut opened, checks, what, report)?;
     let map = &mut alloc.map;
     let beyond = map.count_used(nr + 1, u64::MAX);
     if beyond > 0 {
@@ -391,7 +449,7 @@ fn save_ntfsclone(
     map.mark_used(nr, 1);
     let name = out.name().to_string();
     let mut writer = NtfscloneWriter::new(out, &name, cs, device_size, nr, inuse)?;
-    let stats = copier::copy(
+    let stats = copier::copy_scrubbed(
         &opened.src,
         &alloc.map,
         &mut writer,
@@ -399,6 +457,7 @@ fn save_ntfsclone(
             rescue: checks.rescue,
             ..CopyOptions::default()
         },
+        scrub.as_deref(),
         report,
     )?;
     writer.finish()?;

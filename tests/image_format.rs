@@ -7,10 +7,13 @@
 //! own little parser of formats/fsimg-image.md and re-seal hand-edited
 //! structures with their own CRCs.
 
+mod common;
+
 use std::io::{Cursor, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
+use common::Rng;
 use fsimg::Error;
 use fsimg::allocmap::AllocationMap;
 use fsimg::copier::{self, Chunk, CopyOptions, Extent};
@@ -22,28 +25,6 @@ use fsimg::source::MemSource;
 
 // ---------------------------------------------------------------------------
 // Helpers: PRNG, building, reading, parsing.
-
-/// xorshift64*: a small seeded PRNG, so every run tests the same inputs.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 fn u32le(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())

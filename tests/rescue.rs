@@ -417,3 +417,89 @@ fn unreadable_superblock_or_boot_sector_falls_back_to_the_backup() {
         }
     }
 }
+
+/// The first NTFS test image.
+fn ntfs_image() -> String {
+    let names = common::images("ntfs");
+    names
+        .iter()
+        .find(|n| n.contains("4k"))
+        .unwrap_or(&names[0])
+        .clone()
+}
+
+/// NTFS: an unreadable boot sector is read from the backup at the end; an
+/// unreadable `$Bitmap` sector or MFT record does not stop a rescue run,
+/// and what it describes is copied.
+#[test]
+fn unreadable_ntfs_metadata() {
+    let name = ntfs_image();
+    let img = common::image("ntfs", &name);
+    let healthy = image_disk("ntfs", &name, (0, 0));
+    let want = allocation(&healthy, false).unwrap();
+    let size = img.len() as u64;
+
+    let d = image_disk("ntfs", &name, (0, 512));
+    let a = allocation(&d, true).unwrap();
+    assert!(a.inconsistencies.is_empty(), "{:?}", a.inconsistencies);
+    assert_eq!(a.map.used_clusters(), want.map.used_clusters());
+    assert_eq!(
+        a.warnings[0],
+        format!(
+            "the boot sector is unreadable; using the backup boot sector at byte {}",
+            size - 512
+        )
+    );
+
+    // $Bitmap's first sector: 4096 clusters.
+    let bitmap = {
+        let mut fs = std::io::Cursor::new(&img[..]);
+        let ntfs = ntfs::Ntfs::new(&mut fs).unwrap();
+        let f = ntfs.file(&mut fs, 6).unwrap();
+        let item = f.data(&mut fs, "").unwrap().unwrap();
+        let attr = item.to_attribute().unwrap();
+        let v = attr.value(&mut fs).unwrap();
+        v.data_position().value().unwrap().get()
+    };
+    let d = image_disk("ntfs", &name, (bitmap, bitmap + 512));
+    assert!(matches!(
+        allocation(&d, false),
+        Err(fsimg::Error::Read { .. })
+    ));
+    let a = allocation(&d, true).unwrap();
+    assert!(a.inconsistencies.is_empty(), "{:?}", a.inconsistencies);
+    let described = 4096.min(a.map.total_clusters() - 1);
+    assert!((0..described).all(|c| a.map.is_used(c)));
+    assert!(
+        a.warnings
+            .contains(&format!("1 $Bitmap sector(s) are unreadable (the first at byte {bitmap}): the clusters they describe are copied")),
+        "{:?}",
+        a.warnings
+    );
+
+    // The record of a file with clusters of its own.
+    let (n, at) = (24..4096u64)
+        .find_map(|n| {
+            let mut fs = std::io::Cursor::new(&img[..]);
+            let ntfs = ntfs::Ntfs::new(&mut fs).unwrap();
+            let f = ntfs.file(&mut fs, n).ok()?;
+            let item = f.data(&mut fs, "")?.ok()?;
+            let attr = item.to_attribute().ok()?;
+            (f.flags().contains(ntfs::NtfsFileFlags::IN_USE)
+                && !attr.is_resident()
+                && attr.value_length() > 0)
+                .then(|| (n, f.position().value().unwrap().get()))
+        })
+        .unwrap();
+    let d = image_disk("ntfs", &name, (at, at + 512));
+    let a = allocation(&d, true).unwrap();
+    assert!(a.inconsistencies.is_empty(), "{:?}", a.inconsistencies);
+    assert_eq!(a.map.used_clusters(), want.map.used_clusters());
+    assert!(
+        a.warnings.iter().any(|w| w.starts_with(&format!(
+            "1 MFT record(s) are unreadable, the first MFT record {n} at byte {at}"
+        ))),
+        "{:?}",
+        a.warnings
+    );
+}

@@ -116,6 +116,25 @@ pub struct Allocation {
     pub details: Vec<(&'static str, String)>,
 }
 
+/// What a metadata-only copy (`-m`) takes from a volume.
+pub struct Metadata {
+    /// The clusters holding metadata (in `map`), with the same
+    /// consistency findings as a full copy.
+    pub allocation: Allocation,
+    /// Rewrites metadata as it is copied, wiping what must not leave the
+    /// machine (file contents kept inside metadata, timestamps); `None`
+    /// when the metadata is copied as it is.
+    pub scrub: Option<Box<dyn Scrub>>,
+}
+
+/// Rewrites metadata blocks on their way to the output.
+pub trait Scrub: Send + Sync {
+    /// Rewrites `data`, the volume's bytes at `offset` as read from `src`.
+    /// A structure only partly inside `data` is read whole from `src`, so
+    /// that the part inside is rewritten like the rest.
+    fn scrub(&self, src: &dyn Source, offset: u64, data: &mut [u8]);
+}
+
 /// A recognised filesystem.
 pub trait Filesystem {
     /// Which filesystem this is.
@@ -138,6 +157,19 @@ pub trait Filesystem {
 
     /// Reads the allocation map from the volume.
     fn allocation(&self, src: &dyn Source) -> Result<Allocation>;
+
+    /// The metadata clusters, for a metadata-only copy (`-m`): enough for
+    /// the copy to mount and pass fsck with every file reading as zeros.
+    fn metadata(&self, _src: &dyn Source) -> Result<Metadata> {
+        Err(Error::Usage(format!(
+            "--metadata is not supported for {} volumes",
+            self.kind().name()
+        )))
+    }
+
+    /// For `-m`: keep timestamps instead of wiping them, where the
+    /// scrubber wipes them.
+    fn set_keep_timestamps(&mut self, _on: bool) {}
 
     /// In rescue mode, unreadable metadata does not stop
     /// [`Filesystem::allocation`]: what it describes is treated as used,

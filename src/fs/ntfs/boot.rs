@@ -29,6 +29,9 @@ pub struct BootSector {
     pub mftmirr_lcn: u64,
     /// Bytes per MFT record (from byte 64).
     pub record_size: u32,
+    /// Bytes per index block (from byte 68; 4096 when the field is
+    /// invalid, the size every Windows writes).
+    pub index_block_size: u32,
     /// Volume serial number (byte 72).
     pub serial: u64,
 }
@@ -87,7 +90,20 @@ impl BootSector {
         if !record.is_power_of_two() || !(256..=u64::from(MAX_RECORD_SIZE)).contains(&record) {
             return Err(NtfsError::RecordSize { value: record_raw });
         }
+        let index_block = match b[0x44] as i8 {
+            n @ 1.. => u64::from(n as u8) * cluster,
+            n @ -31..=-1 => 1u64 << n.unsigned_abs(),
+            _ => 0,
+        };
+        let index_block_size = if index_block.is_power_of_two()
+            && (512..=u64::from(MAX_RECORD_SIZE)).contains(&index_block)
+        {
+            index_block as u32
+        } else {
+            4096
+        };
         let boot = BootSector {
+            index_block_size,
             bytes_per_sector: bps,
             cluster_size,
             total_sectors,

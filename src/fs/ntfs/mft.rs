@@ -44,7 +44,7 @@ impl Extents {
 
     /// Absolute byte offset of byte `pos` of the value, and how many bytes
     /// from there are contiguous on the volume.
-    fn locate(&self, pos: u64) -> Option<(u64, u64)> {
+    pub fn locate(&self, pos: u64) -> Option<(u64, u64)> {
         let vcn = pos / self.cluster_size;
         let i = self.runs.partition_point(|r| r.vcn + r.len <= vcn);
         let r = self.runs.get(i).filter(|r| r.vcn <= vcn)?;
@@ -345,4 +345,145 @@ fn list_entries(value: &[u8], ty: u32) -> Vec<(u64, u64)> {
         off += len;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::ntfs::record::tests::{non_resident, record};
+    use crate::source::MemSource;
+
+    const CS: u64 = 4096;
+    const RS: u64 = 1024;
+
+    fn boot() -> BootSector {
+        BootSector {
+            bytes_per_sector: 512,
+            cluster_size: CS as u32,
+            total_sectors: 8191,
+            mft_lcn: 16,
+            mftmirr_lcn: 512,
+            record_size: RS as u32,
+            index_block_size: 4096,
+            serial: 0,
+        }
+    }
+
+    /// A `$DATA` piece mapping 4 clusters from VCN `lowest` with `pairs`.
+    fn data(lowest: u64, pairs: &[u8], size: u64) -> Vec<u8> {
+        let mut a = non_resident(AT_DATA, "", pairs);
+        a[0x10..0x18].copy_from_slice(&lowest.to_le_bytes());
+        a[0x18..0x20].copy_from_slice(&(lowest + 3).to_le_bytes());
+        a[0x30..0x38].copy_from_slice(&size.to_le_bytes());
+        a[0x38..0x40].copy_from_slice(&size.to_le_bytes());
+        a
+    }
+
+    /// A resident `$ATTRIBUTE_LIST` naming `$DATA` pieces.
+    fn attribute_list(entries: &[(u64, u64)]) -> Vec<u8> {
+        let mut value = Vec::new();
+        for &(record, lowest) in entries {
+            let mut e = vec![0u8; 0x20];
+            e[0..4].copy_from_slice(&AT_DATA.to_le_bytes());
+            e[4..6].copy_from_slice(&0x20u16.to_le_bytes());
+            e[7] = 0x1A;
+            e[8..16].copy_from_slice(&lowest.to_le_bytes());
+            e[16..24].copy_from_slice(&record.to_le_bytes());
+            value.extend(e);
+        }
+        let mut a = vec![0u8; 0x18 + value.len()];
+        a[0..4].copy_from_slice(&AT_ATTRIBUTE_LIST.to_le_bytes());
+        let len = a.len() as u32;
+        a[4..8].copy_from_slice(&len.to_le_bytes());
+        a[0x10..0x14].copy_from_slice(&(value.len() as u32).to_le_bytes());
+        a[0x14..0x16].copy_from_slice(&0x18u16.to_le_bytes());
+        a[0x18..].copy_from_slice(&value);
+        a
+    }
+
+    /// A `$MFT` whose second extent is described by record 5, named in
+    /// record 0's attribute list: both extents are mapped.
+    #[test]
+    fn follows_the_mft_attribute_list() {
+        let mut vol = vec![0u8; 4 << 20];
+        let size = 32 * RS; // 8 clusters: 4 at cluster 16, 4 at cluster 100
+        let rec0 = record(
+            &[
+                attribute_list(&[(0, 0), (5, 4)]),
+                data(0, &[0x11, 4, 16, 0], size),
+            ],
+            1,
+        );
+        let rec5 = record(&[data(4, &[0x11, 4, 100, 0], 0)], 1);
+        let mft = (16 * CS) as usize;
+        vol[mft..mft + RS as usize].copy_from_slice(&rec0);
+        vol[mft + 5 * RS as usize..mft + 6 * RS as usize].copy_from_slice(&rec5);
+        let src = MemSource::new(vol.clone(), "vol");
+        let m = Mft::locate(&src, &boot()).unwrap();
+        assert_eq!(m.records, 32);
+        assert_eq!(
+            m.extents.runs(),
+            &[
+                Run {
+                    vcn: 0,
+                    lcn: Some(16),
+                    len: 4
+                },
+                Run {
+                    vcn: 4,
+                    lcn: Some(100),
+                    len: 4
+                }
+            ]
+        );
+        assert_eq!(m.extents.offset_of(20 * RS), Some(100 * CS + 4 * RS));
+
+        // Without the extension record, the second extent is missing.
+        let mut bad = vol;
+        bad[mft + 5 * RS as usize..mft + 6 * RS as usize].fill(0);
+        let err = Mft::locate(&MemSource::new(bad, "vol"), &boot())
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "ntfs: MFT record 5 at byte {} is corrupt: never written, but $MFT's list names it",
+                mft + 5 * RS as usize
+            )
+        );
+    }
+
+    /// Mapped pieces are read across runs; a hole in rescue mode is
+    /// zero-filled and returned.
+    #[test]
+    fn reads_across_runs() {
+        let mut vol = vec![0u8; 1 << 20];
+        vol[2 * CS as usize..3 * CS as usize].fill(1);
+        vol[7 * CS as usize..8 * CS as usize].fill(2);
+        let e = Extents::new(
+            vec![
+                Run {
+                    vcn: 0,
+                    lcn: Some(2),
+                    len: 1,
+                },
+                Run {
+                    vcn: 1,
+                    lcn: Some(7),
+                    len: 1,
+                },
+            ],
+            CS as u32,
+        );
+        let src = MemSource::new(vol, "vol");
+        let mut buf = vec![0u8; 2048];
+        e.read(&src, CS - 1024, &mut buf, false, "x").unwrap();
+        assert!(buf[..1024].iter().all(|&b| b == 1) && buf[1024..].iter().all(|&b| b == 2));
+        let err = e.read(&src, CS, &mut vec![0u8; CS as usize + 1], false, "x");
+        assert_eq!(
+            err.unwrap_err().to_string(),
+            "ntfs: x has no cluster for its byte 8192"
+        );
+    }
 }

@@ -17,6 +17,7 @@ pub mod error;
 pub mod mft;
 pub mod record;
 pub mod runs;
+pub mod scrub;
 
 use std::fmt::Write as _;
 
@@ -27,7 +28,7 @@ use mft::{Extents, Mft, Visit};
 use record::AT_DATA;
 use runs::Run;
 
-use super::{Allocation, Filesystem, FsKind, Unclean};
+use super::{Allocation, Filesystem, FsKind, Metadata, Unclean};
 use crate::allocmap::AllocationMap;
 use crate::error::{Error, Result};
 use crate::source::Source;
@@ -45,6 +46,10 @@ const VERSIONS: [(u8, u8); 3] = [(1, 2), (3, 0), (3, 1)];
 const MIRRORED_RECORDS: u64 = 4;
 /// `$Bitmap`.
 const BITMAP_RECORD: u64 = 6;
+/// `$MFTMirr`.
+const MFTMIRR_RECORD: u64 = 1;
+/// Attribute type of `$INDEX_ALLOCATION`.
+const AT_INDEX_ALLOCATION: u32 = 0xA0;
 /// `$BadClus`, whose `$Bad` stream maps the bad clusters.
 const BADCLUS_RECORD: u64 = 8;
 /// `$Volume` flag: a check is scheduled or the volume was not shut down
@@ -70,6 +75,8 @@ pub struct Ntfs {
     /// The boot sector used, when it is the backup's.
     boot_override: Option<Vec<u8>>,
     rescue: bool,
+    /// `-m --preserve-timestamps`: the scrubber keeps timestamps.
+    keep_times: bool,
 }
 
 impl Ntfs {
@@ -119,39 +126,7 @@ impl Ntfs {
         }
         let mut io = CrateReader::new(src, boot.volume_size(), boot_override.as_deref());
         let ntfs = ntfs::Ntfs::new(&mut io).map_err(|e| io.error("the boot sector", e))?;
-        let volume = match ntfs.volume_info(&mut io) {
-            Ok(v) => VolumeInfo {
-                major: v.major_version(),
-                minor: v.minor_version(),
-                flags: Some(v.flags().bits()),
-                label: String::new(),
-            },
-            // The crate reads record 0 only from $MFT: when it fails, our
-            // own parser (which falls back to $MFTMirr) reads record 3.
-            Err(e) => {
-                let e = io.error("$Volume", e);
-                match (e, volume_from_mft(src, &boot)) {
-                    (e @ (Error::Ntfs(_) | Error::Read { .. }), Ok(v)) => {
-                        warnings.push(format!(
-                            "the ntfs crate cannot read $Volume ({e}); using MFT record 3"
-                        ));
-                        v
-                    }
-                    (_, Err(Error::Read { offset, .. })) => {
-                        warnings.push(format!(
-                            "$Volume is unreadable (at byte {offset}): its dirty flag is unknown"
-                        ));
-                        VolumeInfo {
-                            major: 3,
-                            minor: 1,
-                            flags: None,
-                            label: String::new(),
-                        }
-                    }
-                    (Error::Ntfs(_) | Error::Read { .. }, Err(e)) | (e, _) => return Err(e),
-                }
-            }
-        };
+        let volume = read_volume(src, &boot, &ntfs, &mut io, &mut warnings)?;
         if volume.flags.is_some() && !VERSIONS.contains(&(volume.major, volume.minor)) {
             return Err(NtfsError::Version {
                 major: volume.major,
@@ -169,6 +144,7 @@ impl Ntfs {
             warnings,
             boot_override,
             rescue: false,
+            keep_times: false,
         })
     }
 
@@ -216,6 +192,52 @@ impl Ntfs {
         }
         Ok((runs, len))
     }
+}
+
+/// `$Volume`'s version, flags and label through the ntfs crate, or through
+/// our own parser of record 3 when the crate fails (it reads record 0 only
+/// from `$MFT`; ours falls back to `$MFTMirr`). An unreadable `$Volume`
+/// leaves the dirty flag unknown.
+fn read_volume(
+    src: &dyn Source,
+    boot: &BootSector,
+    ntfs: &ntfs::Ntfs,
+    io: &mut CrateReader<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<VolumeInfo> {
+    Ok(match ntfs.volume_info(io) {
+        Ok(v) => VolumeInfo {
+            major: v.major_version(),
+            minor: v.minor_version(),
+            flags: Some(v.flags().bits()),
+            label: String::new(),
+        },
+        // The crate reads record 0 only from $MFT: when it fails, our
+        // own parser (which falls back to $MFTMirr) reads record 3.
+        Err(e) => {
+            let e = io.error("$Volume", e);
+            match (e, volume_from_mft(src, boot)) {
+                (e @ (Error::Ntfs(_) | Error::Read { .. }), Ok(v)) => {
+                    warnings.push(format!(
+                        "the ntfs crate cannot read $Volume ({e}); using MFT record 3"
+                    ));
+                    v
+                }
+                (_, Err(Error::Read { offset, .. })) => {
+                    warnings.push(format!(
+                        "$Volume is unreadable (at byte {offset}): its dirty flag is unknown"
+                    ));
+                    VolumeInfo {
+                        major: 3,
+                        minor: 1,
+                        flags: None,
+                        label: String::new(),
+                    }
+                }
+                (Error::Ntfs(_) | Error::Read { .. }, Err(e)) | (e, _) => return Err(e),
+            }
+        }
+    })
 }
 
 /// `$Volume`'s version, flags and label, read from MFT record 3 by our
@@ -365,12 +387,79 @@ struct Walk {
     bad: Vec<(u64, u64)>,
     /// `$Bitmap`'s runs and size as record 6 gives them.
     bitmap: Option<(Vec<Run>, u64)>,
+    /// What a metadata-only copy takes, when asked for.
+    meta: Option<MetaCollect>,
+}
+
+/// The metadata clusters and the `$I30` index allocations found by the
+/// walk, for `-m`.
+struct MetaCollect {
+    map: AllocationMap,
+    /// `$I30` index allocation runs, by base record.
+    indexes: std::collections::BTreeMap<u64, Vec<Run>>,
+    /// `$MFTMirr`'s runs.
+    mirror: Vec<Run>,
+}
+
+impl MetaCollect {
+    /// Marks what of attribute `a` of record `n` (base `base`) a metadata
+    /// copy keeps, as ntfsclone --metadata does: every non-resident
+    /// attribute of the system files but `$BadClus:$Bad` and most of
+    /// `$LogFile`, and every other file's non-resident attributes but
+    /// `$DATA`.
+    fn keep(&mut self, base: u64, a: &record::Attribute<'_>, runs: &[Run], cs: u64, total: u64) {
+        const LOGFILE_RECORD: u64 = 2;
+        const LOGFILE_KEPT: u64 = 16 << 10;
+        if a.ty == AT_DATA && (base >= scrub::FIRST_USER_RECORD || base == BADCLUS_RECORD) {
+            return;
+        }
+        if base == MFTMIRR_RECORD && a.ty == AT_DATA && a.name_is("") {
+            self.mirror.extend_from_slice(runs);
+        }
+        if a.ty == AT_INDEX_ALLOCATION && a.name_is("$I30") {
+            self.indexes
+                .entry(base)
+                .or_default()
+                .extend_from_slice(runs);
+        }
+        let logfile = base == LOGFILE_RECORD && a.ty == AT_DATA;
+        for r in runs {
+            let Some(lcn) = r.lcn else { continue };
+            if lcn.saturating_add(r.len) > total {
+                continue;
+            }
+            if !logfile {
+                self.map.mark_used(lcn, r.len);
+                continue;
+            }
+            // $LogFile: its first 16 KiB and the clusters at VCN 2^k.
+            for i in 0..r.len {
+                let vcn = r.vcn + i;
+                if vcn * cs < LOGFILE_KEPT || vcn.is_power_of_two() {
+                    self.map.mark_used(lcn + i, 1);
+                }
+            }
+        }
+    }
 }
 
 impl Ntfs {
     /// Marks every cluster the in-use MFT records use in `map`.
-    fn walk(&self, src: &dyn Source, mft: &Mft, map: &mut AllocationMap) -> Result<Walk> {
-        let mut w = Walk::default();
+    fn walk(
+        &self,
+        src: &dyn Source,
+        mft: &Mft,
+        map: &mut AllocationMap,
+        meta: bool,
+    ) -> Result<Walk> {
+        let mut w = Walk {
+            meta: meta.then(|| MetaCollect {
+                map: AllocationMap::new(self.boot.cluster_size, self.boot.volume_size()),
+                indexes: Default::default(),
+                mirror: Vec::new(),
+            }),
+            ..Walk::default()
+        };
         let rs = self.boot.record_size as usize;
         let mut mirror = vec![0u8; rs];
         mft.walk(src, self.rescue, |n, offset, visit| {
@@ -442,6 +531,13 @@ impl Ntfs {
                     continue;
                 }
             };
+            if let Some(m) = &mut w.meta {
+                let base = match rec.base_record() {
+                    0 => n,
+                    b => b,
+                };
+                m.keep(base, a, &runs, u64::from(self.boot.cluster_size), total);
+            }
             let bad_list = n == BADCLUS_RECORD && a.ty == AT_DATA && a.name_is("$Bad");
             if n == BITMAP_RECORD && a.ty == AT_DATA && a.name_is("") {
                 let (runs_so_far, size) = w.bitmap.get_or_insert_with(|| (Vec::new(), 0));
@@ -479,6 +575,10 @@ impl Ntfs {
 impl Filesystem for Ntfs {
     fn set_rescue(&mut self, on: bool) {
         self.rescue = on;
+    }
+
+    fn set_keep_timestamps(&mut self, on: bool) {
+        self.keep_times = on;
     }
 
     fn kind(&self) -> FsKind {
@@ -536,6 +636,51 @@ impl Filesystem for Ntfs {
     }
 
     fn allocation(&self, src: &dyn Source) -> Result<Allocation> {
+        Ok(self.scan(src, false)?.0)
+    }
+
+    fn metadata(&self, src: &dyn Source) -> Result<Metadata> {
+        let (allocation, meta, mft) = self.scan(src, true)?;
+        let mut meta = meta.expect("asked for");
+        let b = &self.boot;
+        // $Boot and the backup boot sector, as in a full copy.
+        let total = b.total_clusters();
+        let cs = u64::from(b.cluster_size);
+        meta.map.mark_bytes_used(0, BOOT_FILE_SIZE.min(total * cs));
+        meta.map
+            .mark_bytes_used(total * cs, b.volume_size() - total * cs);
+        let indexes = meta
+            .indexes
+            .into_values()
+            .map(|runs| Extents::new(runs, b.cluster_size))
+            .collect();
+        let scrub = scrub::NtfsScrub::new(
+            mft.extents,
+            Extents::new(meta.mirror, b.cluster_size),
+            mft.records,
+            b.record_size,
+            indexes,
+            b.index_block_size,
+            b.cluster_size,
+            self.keep_times,
+        );
+        let mut details = allocation.details;
+        details.push(("metadata clusters", meta.map.used_clusters().to_string()));
+        Ok(Metadata {
+            allocation: Allocation {
+                map: meta.map,
+                details,
+                ..allocation
+            },
+            scrub: Some(Box::new(scrub)),
+        })
+    }
+}
+
+impl Ntfs {
+    /// The allocation map, and with `meta` what a metadata-only copy
+    /// takes; the located `$MFT`.
+    fn scan(&self, src: &dyn Source, meta: bool) -> Result<(Allocation, Option<MetaCollect>, Mft)> {
         let b = &self.boot;
         let cs = u64::from(b.cluster_size);
         let total = b.total_clusters();
@@ -545,7 +690,7 @@ impl Filesystem for Ntfs {
 
         let mft = Mft::locate(src, b)?;
         warnings.extend(mft.warnings.iter().cloned());
-        let w = self.walk(src, &mft, &mut map)?;
+        let mut w = self.walk(src, &mft, &mut map, meta)?;
         let walked = map.count_used(0, total);
 
         // $Bitmap, compared a byte (eight clusters) at a time with what the
@@ -688,7 +833,7 @@ impl Filesystem for Ntfs {
             ));
         }
         let used = map.count_used(0, total);
-        Ok(Allocation {
+        let allocation = Allocation {
             map,
             inconsistencies,
             warnings,
@@ -699,6 +844,7 @@ impl Filesystem for Ntfs {
                 ("MFT records in use", w.in_use.to_string()),
                 ("bad clusters", bad.to_string()),
             ],
-        })
+        };
+        Ok((allocation, w.meta.take(), mft))
     }
 }

@@ -1046,3 +1046,39 @@ fn restore_onto_a_small_device_writes_nothing() {
     drop(lo);
     assert!(fs::read(&small).unwrap().iter().all(|&b| b == 0));
 }
+
+/// `-m --format ntfsclone`: a metadata image in ntfsclone's format, which
+/// restores (by fsimg and by ntfsclone) to exactly fsimg's own
+/// metadata-only clone.
+#[test]
+fn metadata_ntfsclone_images_restore_to_the_metadata_clone() {
+    let dir = Scratch::new();
+    let vol = dir.write("ntfs.vol", &load("ntfs.vol"));
+    let clone = dir.path("clone");
+    run_ok(&["-q", "-m", "-o", s(&clone), s(&vol)]);
+    let want = sha(&fs::read(&clone).unwrap());
+    let img = dir.path("meta.ntfsclone");
+    run_ok(&[
+        "-q",
+        "-s",
+        "-m",
+        "--format",
+        "ntfsclone",
+        "-o",
+        s(&img),
+        s(&vol),
+    ]);
+    assert!(fs::metadata(&img).unwrap().len() < 1 << 20, "metadata only");
+    let out = dir.path("restored");
+    run_ok(&["-q", "-r", "-o", s(&out), s(&img)]);
+    assert_eq!(sha(&fs::read(&out).unwrap()), want);
+    if have("ntfsclone") {
+        let theirs = dir.path("theirs");
+        let r = Command::new("ntfsclone")
+            .args(["-r", "-o", s(&theirs), s(&img)])
+            .output()
+            .unwrap();
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert_eq!(sha(&fs::read(&theirs).unwrap()), want);
+    }
+}

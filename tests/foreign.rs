@@ -1082,3 +1082,65 @@ fn metadata_ntfsclone_images_restore_to_the_metadata_clone() {
         assert_eq!(sha(&fs::read(&theirs).unwrap()), want);
     }
 }
+
+/// Every NTFS test volume (512-byte to 64 KiB clusters, 4 KiB sectors, a
+/// partial last cluster): the ntfsclone image fsimg writes has ntfsclone's
+/// header values, is byte for byte what ntfsclone itself writes, and
+/// restores (by fsimg and by ntfsclone) to exactly fsimg's own clone.
+#[test]
+fn ntfsclone_images_of_every_ntfs_test_volume() {
+    let dir = Scratch::new();
+    for name in common::images("ntfs") {
+        let e = expected_in("ntfs", &name);
+        let vol = dir.write("vol", &image("ntfs", &name));
+        let clone = dir.path("clone");
+        run_ok(&["-q", "-o", s(&clone), s(&vol)]);
+        let want = sha(&fs::read(&clone).unwrap());
+        let img = dir.path("img");
+        run_ok(&["-q", "-s", "--format", "ntfsclone", "-o", s(&img), s(&vol)]);
+        let bytes = fs::read(&img).unwrap();
+        let h = NtfscloneReader::new(Cursor::new(&bytes[..]), &name)
+            .unwrap()
+            .header()
+            .clone();
+        assert_eq!(h.nr_clusters, num(&e, "ntfsclone_total_clusters"), "{name}");
+        assert_eq!(h.inuse, num(&e, "ntfsclone_used_clusters"), "{name}");
+        let out = dir.path("out");
+        run_ok(&["-q", "-r", "-o", s(&out), s(&img)]);
+        assert_eq!(sha(&fs::read(&out).unwrap()), want, "{name}: fsimg -r");
+        if have("ntfsclone") {
+            let theirs = dir.path("theirs");
+            let r = Command::new("ntfsclone")
+                .args(["-r", "-o", s(&theirs), s(&img)])
+                .output()
+                .unwrap();
+            assert!(
+                r.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+            assert_eq!(
+                sha(&fs::read(&theirs).unwrap()),
+                want,
+                "{name}: ntfsclone -r"
+            );
+            let r = Command::new("ntfsclone")
+                .args(["-s", "-o", "-", s(&vol)])
+                .output()
+                .unwrap();
+            assert!(
+                r.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&r.stderr)
+            );
+            assert!(
+                r.stdout == bytes,
+                "{name}: not ntfsclone --save-image's bytes"
+            );
+            fs::remove_file(&theirs).unwrap();
+        }
+        for p in [&clone, &img, &out] {
+            fs::remove_file(p).unwrap();
+        }
+    }
+}

@@ -401,6 +401,10 @@ fn unreadable_superblock_or_boot_sector_falls_back_to_the_backup() {
         let healthy = image_disk(kind, name, (0, 0));
         let want = allocation(&healthy, false).unwrap();
         let d = image_disk(kind, name, bad);
+        // e2fsprogs writes backups with the "valid" bit clear; that is
+        // not a reason to refuse the volume.
+        let fs = fsimg::fs::open(&d, fsimg::fs::FsChoice::Auto).unwrap();
+        assert_eq!(fs.unclean(), None, "{name}");
         for rescue in [false, true] {
             let a = allocation(&d, rescue).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(a.map.used_clusters(), want.map.used_clusters(), "{name}");
@@ -416,6 +420,28 @@ fn unreadable_superblock_or_boot_sector_falls_back_to_the_backup() {
             );
         }
     }
+}
+
+/// FAT32 with its boot and FSInfo sectors unreadable: a rescue run reads
+/// the backup boot sector and skips the FSInfo check, with warnings.
+#[test]
+fn unreadable_fat32_boot_and_fsinfo_sectors() {
+    let d = image_disk("fat", "fat32", (0, 1024));
+    assert!(matches!(
+        allocation(&d, false),
+        Err(fsimg::Error::Read { offset: 512, .. })
+    ));
+    let a = allocation(&d, true).unwrap();
+    assert!(a.inconsistencies.is_empty(), "{:?}", a.inconsistencies);
+    assert_eq!(
+        a.warnings,
+        vec![
+            "the boot sector is unreadable; using the FAT32 backup boot sector at byte 3072"
+                .to_string(),
+            "the FSInfo sector (at byte 512) is unreadable: its free count is not checked"
+                .to_string(),
+        ]
+    );
 }
 
 /// The first NTFS test image.

@@ -53,6 +53,9 @@ pub struct Ext {
     rescue: bool,
     /// Problems met while opening (a superblock read from a backup).
     warnings: Vec<String>,
+    /// The superblock is a backup, whose "valid" state bit e2fsprogs
+    /// always clears when it writes backups.
+    from_backup: bool,
 }
 
 impl Ext {
@@ -104,6 +107,7 @@ impl Ext {
             descs,
             mmp_seq,
             rescue: false,
+            from_backup: !warnings.is_empty(),
             warnings,
         })
     }
@@ -301,7 +305,7 @@ impl Filesystem for Ext {
                 "the journal needs recovery (the filesystem is mounted or was not cleanly unmounted)",
                 "unmount it, or mount and unmount it once, or run e2fsck",
             )
-        } else if sb.state & STATE_VALID == 0 {
+        } else if sb.state & STATE_VALID == 0 && !self.from_backup {
             (
                 "the filesystem was not cleanly unmounted (or is mounted)",
                 "unmount it, or run e2fsck -f",

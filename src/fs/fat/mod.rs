@@ -153,11 +153,38 @@ impl Fat {
                 actual: src.size(),
             });
         }
-        let fat1_unclean = match bpb.fat_type {
-            FatType::Fat12 => false,
-            FatType::Fat16 => u16le(&src.read_vec(bpb.fat_offset(0) + 2, 2)?, 0) & 0x8000 == 0,
-            FatType::Fat32 => u32le(&src.read_vec(bpb.fat_offset(0) + 4, 4)?, 0) & 0x0800_0000 == 0,
+        // The clean-shutdown bit of FAT[1], from the first FAT copy that
+        // can be read.
+        let (at, mask) = match bpb.fat_type {
+            FatType::Fat12 => (0, 0),
+            FatType::Fat16 => (2, 0x8000),
+            FatType::Fat32 => (4, 0x0800_0000),
         };
+        let mut fat1_unclean = false;
+        if mask != 0 {
+            let mut first_error = None;
+            let entry = (0..bpb.num_fats).find_map(|n| {
+                match src.read_vec(bpb.fat_offset(n) + at, if mask == 0x8000 { 2 } else { 4 }) {
+                    Ok(v) => Some(if mask == 0x8000 {
+                        u32::from(u16le(&v, 0))
+                    } else {
+                        u32le(&v, 0)
+                    }),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                        None
+                    }
+                }
+            });
+            match (entry, first_error) {
+                (Some(v), _) => fat1_unclean = v & mask == 0,
+                (None, Some(Error::Read { offset, .. })) => warnings.push(format!(
+                    "FAT[1] is unreadable in every FAT copy (first at byte {offset}): the clean-shutdown bit is not checked"
+                )),
+                (None, Some(e)) => return Err(e),
+                (None, None) => {}
+            }
+        }
         Ok(Fat {
             bpb,
             fat1_unclean,
@@ -456,9 +483,23 @@ impl Filesystem for Fat {
         }
         if ty == FatType::Fat32 && b.fsinfo_sector > 0 && b.fsinfo_sector < b.reserved_sectors {
             let at = u64::from(b.fsinfo_sector) * u64::from(b.bytes_per_sector);
-            let fsi = src.read_vec(at, 512)?;
-            let free = u32le(&fsi, FSI_FREE_COUNT);
-            let valid = u32le(&fsi, 0) == FSI_LEAD_SIG && u32le(&fsi, 484) == FSI_STRUC_SIG;
+            let fsi = match src.read_vec(at, 512) {
+                Ok(v) => Some(v),
+                // Only a hint: in rescue mode, an unreadable one is skipped.
+                Err(Error::Read { .. }) if self.rescue => {
+                    warnings.push(format!(
+                        "the FSInfo sector (at byte {at}) is unreadable: its free count is not checked"
+                    ));
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+            let (valid, free) = fsi.as_ref().map_or((false, 0), |fsi| {
+                (
+                    u32le(fsi, 0) == FSI_LEAD_SIG && u32le(fsi, 484) == FSI_STRUC_SIG,
+                    u32le(fsi, FSI_FREE_COUNT),
+                )
+            });
             if valid && free != FSI_UNKNOWN && u64::from(free) != scan.free {
                 warnings.push(format!(
                     "the FSInfo sector (at byte {}) says {free} clusters are free, the FAT says {} (a hint fsck.fat recomputes)",

@@ -15,7 +15,9 @@
 pub mod checksum;
 mod error;
 pub mod group_desc;
+pub mod inode;
 mod layout;
+mod metadata;
 mod mmp;
 pub mod superblock;
 
@@ -33,7 +35,7 @@ use superblock::{
     ro_compat,
 };
 
-use super::{Allocation, Filesystem, FsKind, Unclean};
+use super::{Allocation, Filesystem, FsKind, Metadata, Unclean};
 use crate::allocmap::AllocationMap;
 use crate::error::{Error, Result};
 use crate::source::Source;
@@ -317,6 +319,18 @@ impl Filesystem for Ext {
 
     fn fsck_hint(&self) -> &'static str {
         "e2fsck -f"
+    }
+
+    fn metadata(&self, src: &dyn Source) -> Result<Metadata> {
+        let mut alloc = self.allocation(src)?;
+        let walked = metadata::walk(self, src, &alloc.map)?;
+        alloc.inconsistencies.extend(walked.problems);
+        alloc.details.extend(walked.details);
+        alloc.map = walked.map;
+        Ok(Metadata {
+            allocation: alloc,
+            scrub: walked.scrub,
+        })
     }
 
     fn allocation(&self, src: &dyn Source) -> Result<Allocation> {

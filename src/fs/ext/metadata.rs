@@ -38,6 +38,11 @@ const MAX_EXTENT_DEPTH: u16 = 5;
 const INIT_MAX_LEN: u16 = 32768;
 /// The bad blocks inode: its data blocks are the bad blocks themselves.
 const BAD_INO: u32 = 1;
+/// The journal superblock's `h_magic` (big-endian, like all of jbd2).
+const JBD2_MAGIC: u32 = 0xC03B_3998;
+/// `h_blocktype` of a version 1 and a version 2 journal superblock.
+const JBD2_SUPERBLOCK_V1: u32 = 3;
+const JBD2_SUPERBLOCK_V2: u32 = 4;
 
 /// What the walk found.
 pub(super) struct Walked {
@@ -68,9 +73,13 @@ pub(super) fn walk(ext: &Ext, src: &dyn Source, used: &AllocationMap) -> Result<
         free_meta: None,
         free_meta_count: 0,
         inodes: 0,
+        journal: None,
+        journal_first: None,
+        journal_ranges: Vec::new(),
     };
     w.group_metadata(ext);
     w.inodes(ext)?;
+    let wipe = w.clean_journal_log()?;
 
     let mut problems: Vec<String> = w.problems.iter().map(ToString::to_string).collect();
     if w.problem_count > w.problems.len() as u64 {
@@ -89,10 +98,20 @@ pub(super) fn walk(ext: &Ext, src: &dyn Source, used: &AllocationMap) -> Result<
         }
         problems.push(s);
     }
-    let details = vec![
+    let mut details = vec![
         ("inodes walked", w.inodes.to_string()),
-        ("inline files wiped", w.inline.len().to_string()),
+        ("inline data wiped in inodes", w.inline.len().to_string()),
     ];
+    if !w.journal_ranges.is_empty() {
+        details.push((
+            "journal",
+            if wipe.is_empty() {
+                "copied whole".to_string()
+            } else {
+                "clean: superblock kept, old log zeroed".to_string()
+            },
+        ));
+    }
     let bs = u64::from(sb.block_size);
     let keep = w.keep.take().map(|mut k| {
         k.sort_unstable();
@@ -110,13 +129,14 @@ pub(super) fn walk(ext: &Ext, src: &dyn Source, used: &AllocationMap) -> Result<
     });
     let mut inline = std::mem::take(&mut w.inline);
     inline.sort_unstable();
-    let scrub: Option<Box<dyn Scrub>> = if inline.is_empty() && keep.is_none() {
+    let scrub: Option<Box<dyn Scrub>> = if inline.is_empty() && keep.is_none() && wipe.is_empty() {
         None
     } else {
         Some(Box::new(ExtScrub {
             sb: sb.clone(),
             inline,
             keep,
+            wipe,
         }))
     };
     Ok(Walked {
@@ -146,6 +166,12 @@ struct Walker<'a> {
     free_meta: Option<ExtError>,
     free_meta_count: u64,
     inodes: u64,
+    /// While the journal inode is walked: the block ranges it maps.
+    journal: Option<Vec<(u64, u64)>>,
+    /// The block holding the journal's logical block 0 (its superblock).
+    journal_first: Option<u64>,
+    /// The block ranges of the journal, once walked.
+    journal_ranges: Vec<(u64, u64)>,
 }
 
 impl Walker<'_> {
@@ -163,6 +189,18 @@ impl Walker<'_> {
         self.map.mark_bytes_used(block * bs, n * bs);
         if let Some(k) = &mut self.keep {
             k.push((block, block + n));
+        }
+    }
+
+    /// Keeps data blocks of a directory or system inode; `logical` is the
+    /// file block of the first, when known.
+    fn keep_data(&mut self, ino: u32, block: u64, n: u64, logical: Option<u64>) {
+        self.keep_inode_blocks(ino, block, n);
+        if let Some(j) = &mut self.journal {
+            j.push((block, block + n));
+            if logical == Some(0) {
+                self.journal_first = Some(block);
+            }
         }
     }
 
@@ -205,6 +243,46 @@ impl Walker<'_> {
             blocks_count: self.sb.blocks_count,
         });
         false
+    }
+
+    /// The byte ranges of a clean journal's log, every journal block but
+    /// its superblock: checkpointed transactions nothing replays, which
+    /// hold old copies of metadata blocks (deleted names, inline data) and,
+    /// with data=journal, file contents. A journal that needs recovery, or
+    /// whose superblock is not recognised, is kept whole.
+    fn clean_journal_log(&self) -> Result<Vec<(u64, u64)>> {
+        let sb = self.sb;
+        let Some(first) = self.journal_first else {
+            return Ok(Vec::new());
+        };
+        if sb.has_incompat(incompat::RECOVER) {
+            return Ok(Vec::new());
+        }
+        let bs = self.bs();
+        let jsb = self.src.read_vec(first * bs, 1024)?;
+        let be = |o: usize| u32::from_be_bytes([jsb[o], jsb[o + 1], jsb[o + 2], jsb[o + 3]]);
+        let clean = be(0) == JBD2_MAGIC
+            && matches!(be(4), JBD2_SUPERBLOCK_V1 | JBD2_SUPERBLOCK_V2)
+            && be(0x1C) == 0;
+        if !clean {
+            return Ok(Vec::new());
+        }
+        let mut ranges = self.journal_ranges.clone();
+        ranges.sort_unstable();
+        let mut out = Vec::with_capacity(ranges.len() + 1);
+        for (a, b) in ranges {
+            if (a..b).contains(&first) {
+                if a < first {
+                    out.push((a * bs, first * bs));
+                }
+                if first + 1 < b {
+                    out.push(((first + 1) * bs, b * bs));
+                }
+            } else {
+                out.push((a * bs, b * bs));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the descriptor of group `g` can be trusted for its
@@ -285,20 +363,24 @@ impl Walker<'_> {
             } else {
                 0
             };
-            let Some(last) = (0..live).rev().find(|&i| i < reserved || is_set(i)) else {
-                continue;
-            };
+            // The whole live part is read (it is copied anyway): a free
+            // inode may still hold the inline data of a deleted file.
             let table = d.inode_table * bs;
             let mut i = 0;
-            while i <= last {
-                let k = per_read.min(last + 1 - i);
+            while i < live {
+                let k = per_read.min(live - i);
                 let buf = self.src.read_vec(table + i * isz, (k * isz) as usize)?;
                 for j in 0..k {
                     let idx = i + j;
+                    let ino = (gi as u64 * u64::from(sb.inodes_per_group) + idx + 1) as u32;
+                    let raw = &buf[(j * isz) as usize..((j + 1) * isz) as usize];
                     if idx < reserved || is_set(idx) {
-                        let ino = (gi as u64 * u64::from(sb.inodes_per_group) + idx + 1) as u32;
-                        let raw = &buf[(j * isz) as usize..((j + 1) * isz) as usize];
                         self.inode(ino, raw, table + idx * isz)?;
+                    } else {
+                        let ind = Inode::from_bytes(sb, raw);
+                        if ind.flags & flags::INLINE_DATA != 0 && ind.file_type() == S_IFREG {
+                            self.inline.push((table + idx * isz, ino));
+                        }
                     }
                 }
                 i += k;
@@ -343,11 +425,19 @@ impl Walker<'_> {
         }
         let iblock = &raw[I_BLOCK..I_BLOCK + I_BLOCK_LEN];
         let at = at + I_BLOCK as u64;
-        if ind.flags & flags::EXTENTS != 0 {
+        let is_journal = ino == sb.journal_inum && self.journal.is_none();
+        if is_journal {
+            self.journal = Some(Vec::new());
+        }
+        let r = if ind.flags & flags::EXTENTS != 0 {
             self.extent_node(ino, iblock, at, all, None)
         } else {
             self.indirect_root(ino, iblock, at, all)
+        };
+        if is_journal {
+            self.journal_ranges = self.journal.take().unwrap_or_default();
         }
+        r
     }
 
     /// Walks an extent-tree node (`node`, at byte `at`): index and leaf
@@ -417,8 +507,9 @@ impl Walker<'_> {
                     len -= INIT_MAX_LEN;
                 }
                 let start = hilo(u32::from(u16le(node, e + 6)), u32le(node, e + 8));
+                let logical = u64::from(u32le(node, e));
                 if len > 0 && self.in_range(ino, eat + 6, start, u64::from(len)) {
-                    self.keep_inode_blocks(ino, start, u64::from(len));
+                    self.keep_data(ino, start, u64::from(len), Some(logical));
                 }
             }
         }
@@ -432,7 +523,7 @@ impl Walker<'_> {
             for i in 0..12 {
                 let p = u64::from(u32le(iblock, i * 4));
                 if p != 0 && self.in_range(ino, at + i as u64 * 4, p, 1) {
-                    self.keep_inode_blocks(ino, p, 1);
+                    self.keep_data(ino, p, 1, Some(i as u64));
                 }
             }
         }
@@ -479,7 +570,7 @@ impl Walker<'_> {
                 run = match run {
                     Some((s, n)) if s + n == p => Some((s, n + 1)),
                     Some((s, n)) => {
-                        self.keep_inode_blocks(ino, s, n);
+                        self.keep_data(ino, s, n, None);
                         Some((p, 1))
                     }
                     None => Some((p, 1)),
@@ -487,7 +578,7 @@ impl Walker<'_> {
             }
         }
         if let Some((s, n)) = run {
-            self.keep_inode_blocks(ino, s, n);
+            self.keep_data(ino, s, n, None);
         }
         Ok(())
     }
@@ -501,6 +592,9 @@ struct ExtScrub {
     inline: Vec<(u64, u32)>,
     /// Byte ranges `[start, end)` to keep, sorted and disjoint (bigalloc).
     keep: Option<Vec<(u64, u64)>>,
+    /// Byte ranges `[start, end)` to zero, sorted and disjoint (a clean
+    /// journal's log).
+    wipe: Vec<(u64, u64)>,
 }
 
 impl Scrub for ExtScrub {
@@ -509,6 +603,13 @@ impl Scrub for ExtScrub {
         let zero = |data: &mut [u8], a: u64, b: u64| {
             data[(a - offset) as usize..(b - offset) as usize].fill(0);
         };
+        let first = self.wipe.partition_point(|&(_, e)| e <= offset);
+        for &(a, b) in &self.wipe[first..] {
+            if a >= end {
+                break;
+            }
+            zero(data, a.max(offset), b.min(end));
+        }
         if let Some(keep) = &self.keep {
             let mut pos = offset;
             let first = keep.partition_point(|&(_, e)| e <= offset);
@@ -551,5 +652,259 @@ impl Scrub for ExtScrub {
                 Err(_) => zero(data, a, b),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{BS, image, put16, put32};
+    use super::*;
+    use crate::source::MemSource;
+
+    /// Byte offset of inode `ino` in the test image (inode table at block
+    /// 5, 128-byte inodes).
+    fn inode_at(ino: usize) -> usize {
+        5 * BS + (ino - 1) * 128
+    }
+
+    /// Makes inode 12 a file of `mode` with `flags`, in use.
+    fn add_inode(img: &mut [u8], mode: u16, iflags: u32) -> usize {
+        let at = inode_at(12);
+        put16(img, at, mode);
+        put16(img, at + 0x1A, 1);
+        put32(img, at + 0x20, iflags);
+        img[4 * BS + 1] |= 1 << 3; // inode 12: bit 11
+        at
+    }
+
+    /// An extent header at `at`.
+    fn header(img: &mut [u8], at: usize, entries: u16, max: u16, depth: u16) {
+        put16(img, at, EXTENT_MAGIC);
+        put16(img, at + 2, entries);
+        put16(img, at + 4, max);
+        put16(img, at + 6, depth);
+    }
+
+    /// Entry `i` of the node at `at`: an index to `block`, or an extent.
+    fn index(img: &mut [u8], at: usize, i: usize, block: u32) {
+        put32(img, at + 12 + 12 * i + 4, block);
+    }
+
+    fn extent(img: &mut [u8], at: usize, i: usize, logical: u32, len: u16, start: u32) {
+        let e = at + 12 + 12 * i;
+        put32(img, e, logical);
+        put16(img, e + 4, len);
+        put32(img, e + 8, start);
+    }
+
+    fn walked(img: Vec<u8>) -> (Walked, AllocationMap) {
+        let src = MemSource::new(img, "test.img");
+        let ext = Ext::open(&src).expect("opens");
+        let alloc = ext.allocation(&src).expect("allocation");
+        let w = walk(&ext, &src, &alloc.map).expect("walk");
+        (w, alloc.map)
+    }
+
+    fn kept(w: &Walked, block: u64) -> bool {
+        w.map.is_used(block)
+    }
+
+    #[test]
+    fn group_metadata_only_without_files() {
+        let (w, used) = walked(image());
+        assert_eq!(w.problems, Vec::<String>::new());
+        // Boot block, superblocks, descriptors, bitmaps, inode tables:
+        // here, everything in use.
+        assert_eq!(w.map.used_clusters(), used.used_clusters());
+        assert!(w.scrub.is_none());
+    }
+
+    #[test]
+    fn directories_keep_data_regular_files_only_their_tree() {
+        for (mode, data_kept) in [(S_IFDIR | 0o755, true), (S_IFREG | 0o644, false)] {
+            let mut img = image();
+            let at = add_inode(&mut img, mode, flags::EXTENTS) + I_BLOCK;
+            // Root: depth 1, one index to block 100, a leaf mapping
+            // 200..=203 and an uninitialized 300..=301.
+            header(&mut img, at, 1, 4, 1);
+            index(&mut img, at, 0, 100);
+            header(&mut img, 100 * BS, 2, 84, 0);
+            extent(&mut img, 100 * BS, 0, 0, 4, 200);
+            extent(&mut img, 100 * BS, 1, 4, 32768 + 2, 300);
+            let (w, _) = walked(img);
+            assert!(kept(&w, 100));
+            for b in [200, 203, 300, 301] {
+                assert_eq!(kept(&w, b), data_kept, "mode {mode:o} block {b}");
+            }
+            assert!(!kept(&w, 204) && !kept(&w, 302));
+            // The blocks are free in the bitmap: said once, with the first.
+            assert_eq!(
+                w.problems,
+                vec![
+                    ExtError::MetadataBlockFree {
+                        inode: 12,
+                        block: 100
+                    }
+                    .to_string()
+                        + &if data_kept {
+                            " (and 2 more such ranges)".to_string()
+                        } else {
+                            String::new()
+                        }
+                ]
+            );
+        }
+    }
+
+    /// A change made to a valid image.
+    type Corrupt<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
+
+    #[test]
+    fn corrupt_extent_trees_are_problems_with_inode_and_offset() {
+        let at = inode_at(12) + I_BLOCK;
+        let cases: Vec<(Corrupt, ExtError)> = vec![
+            (
+                Box::new(|img| put16(img, at, 0x1234)),
+                ExtError::ExtentNode {
+                    inode: 12,
+                    offset: at as u64,
+                    problem: "bad magic 0x1234 (expected 0xf30a)".into(),
+                },
+            ),
+            (
+                Box::new(|img| put16(img, at + 4, 5)),
+                ExtError::ExtentNode {
+                    inode: 12,
+                    offset: at as u64,
+                    problem: "eh_max 5 is more than the 4 entries that fit".into(),
+                },
+            ),
+            (
+                Box::new(|img| put16(img, at + 2, 7)),
+                ExtError::ExtentNode {
+                    inode: 12,
+                    offset: at as u64,
+                    problem: "eh_entries 7 is more than eh_max 4".into(),
+                },
+            ),
+            (
+                Box::new(|img| put16(img, at + 6, 6)),
+                ExtError::ExtentNode {
+                    inode: 12,
+                    offset: at as u64,
+                    problem: "depth 6 is more than 5".into(),
+                },
+            ),
+            (
+                Box::new(|img| index(img, at, 0, 5000)),
+                ExtError::BlockOutOfRange {
+                    inode: 12,
+                    offset: (at + 16) as u64,
+                    block: 5000,
+                    first_data_block: 1,
+                    blocks_count: 2048,
+                },
+            ),
+            (
+                // The child claims depth 1 under a depth-1 root.
+                Box::new(|img| put16(img, 100 * BS + 6, 1)),
+                ExtError::ExtentNode {
+                    inode: 12,
+                    offset: 100 * BS as u64,
+                    problem: "depth 1 where its index entry expects 0".into(),
+                },
+            ),
+            (
+                // Two index entries to the same block.
+                Box::new(|img| {
+                    put16(img, at + 2, 2);
+                    index(img, at, 1, 100);
+                }),
+                ExtError::TreeBlockShared {
+                    inode: 12,
+                    offset: (at + 12 + 12 + 4) as u64,
+                    block: 100,
+                },
+            ),
+        ];
+        for (corrupt, want) in cases {
+            let mut img = image();
+            add_inode(&mut img, S_IFDIR | 0o755, flags::EXTENTS);
+            header(&mut img, at, 1, 4, 1);
+            index(&mut img, at, 0, 100);
+            header(&mut img, 100 * BS, 1, 84, 0);
+            extent(&mut img, 100 * BS, 0, 0, 1, 200);
+            corrupt(&mut img);
+            let (w, _) = walked(img);
+            assert_eq!(w.problems.first(), Some(&want.to_string()), "{want}");
+        }
+    }
+
+    #[test]
+    fn indirect_trees_loop_once() {
+        // A double-indirect block that points at itself.
+        let mut img = image();
+        let at = add_inode(&mut img, S_IFREG | 0o644, 0) + I_BLOCK;
+        put32(&mut img, at + 13 * 4, 100);
+        put32(&mut img, 100 * BS, 100);
+        put32(&mut img, 100 * BS + 4, 101);
+        let (w, _) = walked(img);
+        assert!(kept(&w, 100) && kept(&w, 101));
+        assert_eq!(
+            w.problems[0],
+            ExtError::TreeBlockShared {
+                inode: 12,
+                offset: 100 * BS as u64,
+                block: 100
+            }
+            .to_string()
+        );
+    }
+
+    #[test]
+    fn inline_data_scrub_wipes_and_reseals() {
+        let mut img = image();
+        // metadata_csum, 256-byte inodes do not fit this image; the
+        // checksum is tested on a 128-byte inode (low half only).
+        let s = SUPERBLOCK_OFFSET as usize;
+        let ro = crate::bytes::u32le(&img, s + 0x64) | ro_compat::METADATA_CSUM;
+        put32(&mut img, s + 0x64, ro);
+        img[s + 0x175] = 1;
+        let c = super::super::checksum::crc32c(!0, &img[s..s + 0x3FC]);
+        put32(&mut img, s + 0x3FC, c);
+        let at = add_inode(&mut img, S_IFREG | 0o644, flags::INLINE_DATA);
+        img[at + I_BLOCK..at + I_BLOCK + 11].copy_from_slice(b"secret text");
+        put16(&mut img, at + 4, 11);
+        let src = MemSource::new(img.clone(), "test.img");
+        let ext = Ext::open(&src).expect("opens");
+        let alloc = ext.allocation(&src).unwrap();
+        let w = walk(&ext, &src, &alloc.map).unwrap();
+        let scrub = w.scrub.expect("a scrubber");
+        // The inode table's block, whole, then split across two pieces.
+        let b0 = at / BS * BS;
+        let mut block = img[b0..b0 + BS].to_vec();
+        scrub.scrub(&src, b0 as u64, &mut block);
+        let off = at - b0;
+        assert!(
+            block[off + I_BLOCK..off + I_BLOCK + 60]
+                .iter()
+                .all(|&b| b == 0)
+        );
+        let sb = ext.superblock();
+        let (lo, hi) = inode::checksum(sb, 12, &block[off..off + 128]);
+        assert_eq!(hi, None);
+        assert_eq!(crate::bytes::u16le(&block, off + 0x7C), lo);
+        // Everything else unchanged.
+        let mut want = img[b0..b0 + BS].to_vec();
+        want[off + I_BLOCK..off + I_BLOCK + 60].fill(0);
+        want[off + 0x7C..off + 0x7E].copy_from_slice(&lo.to_le_bytes());
+        assert_eq!(block, want);
+        let split = at + I_BLOCK + 5;
+        let mut a = img[b0..split].to_vec();
+        let mut b = img[split..b0 + BS].to_vec();
+        scrub.scrub(&src, b0 as u64, &mut a);
+        scrub.scrub(&src, split as u64, &mut b);
+        a.extend(b);
+        assert_eq!(a, want);
     }
 }

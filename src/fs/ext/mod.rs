@@ -586,15 +586,15 @@ mod tests {
     use crate::bytes::u32le;
     use crate::source::MemSource;
 
-    const BS: usize = 1024;
+    pub(super) const BS: usize = 1024;
     /// Byte offset of the descriptor table (block 2).
     const GDT: usize = 2 * BS;
 
-    fn put16(img: &mut [u8], off: usize, v: u16) {
+    pub(super) fn put16(img: &mut [u8], off: usize, v: u16) {
         img[off..off + 2].copy_from_slice(&v.to_le_bytes());
     }
 
-    fn put32(img: &mut [u8], off: usize, v: u32) {
+    pub(super) fn put32(img: &mut [u8], off: usize, v: u32) {
         img[off..off + 4].copy_from_slice(&v.to_le_bytes());
     }
 
@@ -616,7 +616,7 @@ mod tests {
     /// descriptors 2, block bitmap 3, inode bitmap 4, inode table 5..=20.
     /// Group 1: superblock 1025, descriptors 1026, bitmaps 1027 and 1028,
     /// inode table 1029..=1044. The bitmaps and counts agree.
-    fn image() -> Vec<u8> {
+    pub(super) fn image() -> Vec<u8> {
         let mut img = vec![0u8; 2048 * BS];
         let s = SUPERBLOCK_OFFSET as usize;
         sb_put32(&mut img, 0x0, 256); // s_inodes_count

@@ -86,9 +86,19 @@ struct Cli {
     )]
     retries: u32,
 
-    /// Copy only the filesystem's metadata: the copy mounts and passes fsck,
-    /// lists every file with its size, and every file reads as zeros.
-    /// File and directory names, sizes and extended attributes remain.
+    /// Copy only the filesystem's metadata (ext2/3/4, FAT): the copy mounts
+    /// and passes fsck, lists every file with its size, and every file reads
+    /// as zeros.
+    ///
+    /// What such a copy still reveals: every file and directory name and
+    /// symlink target, sizes, owners, modes, timestamps, extended attributes
+    /// (ACLs, security labels, user.* values), names left in directory blocks
+    /// by deleted files, the volume label and boot code, and a journal that
+    /// needs recovery (copied whole, with -f). Wiped: data kept inside inodes
+    /// (ext inline data) and a clean journal's old log. Names are not
+    /// scrambled: ext's indexed directories place each entry by a hash of
+    /// its name and metadata_csum checksums every directory block, so new
+    /// names would fail e2fsck (as e2image -s images do). See README.md.
     #[arg(short = 'm', long, conflicts_with_all = ["restore_image", "rescue"])]
     metadata: bool,
 

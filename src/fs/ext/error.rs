@@ -350,4 +350,56 @@ pub enum ExtError {
         /// The value found.
         value: u16,
     },
+    /// A corrupt extent-tree node met while walking an inode's blocks
+    /// for a metadata copy. An inconsistency (e2fsck repairs it), hence no
+    /// "ext:".
+    #[error("inode {inode}: corrupt extent tree node at byte {offset}: {problem}")]
+    ExtentNode {
+        /// The inode.
+        inode: u32,
+        /// Byte offset of the node's header.
+        offset: u64,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A block pointer (extent, indirect, xattr block) outside the
+    /// filesystem. An inconsistency, hence no "ext:".
+    #[error(
+        "inode {inode}: block {block} (pointer at byte {offset}) is outside the filesystem (blocks {first_data_block}..{blocks_count})"
+    )]
+    BlockOutOfRange {
+        /// The inode.
+        inode: u32,
+        /// Byte offset of the pointer.
+        offset: u64,
+        /// The first block it names.
+        block: u64,
+        /// The first valid block.
+        first_data_block: u32,
+        /// Blocks in the filesystem.
+        blocks_count: u64,
+    },
+    /// An extent-tree or indirect block that an earlier inode's (or the
+    /// same inode's) tree already uses: e2fsck's multiply-claimed block,
+    /// and a loop guard. An inconsistency, hence no "ext:".
+    #[error(
+        "inode {inode}: tree block {block} (pointer at byte {offset}) is claimed twice (by this or another inode)"
+    )]
+    TreeBlockShared {
+        /// The inode.
+        inode: u32,
+        /// Byte offset of the pointer.
+        offset: u64,
+        /// The block.
+        block: u64,
+    },
+    /// A metadata block an inode uses is free in the block bitmap. An
+    /// inconsistency, hence no "ext:".
+    #[error("inode {inode}: metadata block {block} is free in the block bitmap")]
+    MetadataBlockFree {
+        /// The inode.
+        inode: u32,
+        /// The first such block.
+        block: u64,
+    },
 }

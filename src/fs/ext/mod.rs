@@ -15,7 +15,9 @@
 pub mod checksum;
 mod error;
 pub mod group_desc;
+pub mod inode;
 mod layout;
+mod metadata;
 mod mmp;
 pub mod superblock;
 
@@ -33,7 +35,7 @@ use superblock::{
     ro_compat,
 };
 
-use super::{Allocation, Filesystem, FsKind, Unclean};
+use super::{Allocation, Filesystem, FsKind, Metadata, Unclean};
 use crate::allocmap::AllocationMap;
 use crate::error::{Error, Result};
 use crate::source::Source;
@@ -323,6 +325,18 @@ impl Filesystem for Ext {
         "e2fsck -f"
     }
 
+    fn metadata(&self, src: &dyn Source) -> Result<Metadata> {
+        let mut alloc = self.allocation(src)?;
+        let walked = metadata::walk(self, src, &alloc.map)?;
+        alloc.inconsistencies.extend(walked.problems);
+        alloc.details.extend(walked.details);
+        alloc.map = walked.map;
+        Ok(Metadata {
+            allocation: alloc,
+            scrub: walked.scrub,
+        })
+    }
+
     fn allocation(&self, src: &dyn Source) -> Result<Allocation> {
         let sb = &self.sb;
         let bs = u64::from(sb.block_size);
@@ -576,15 +590,15 @@ mod tests {
     use crate::bytes::u32le;
     use crate::source::MemSource;
 
-    const BS: usize = 1024;
+    pub(super) const BS: usize = 1024;
     /// Byte offset of the descriptor table (block 2).
     const GDT: usize = 2 * BS;
 
-    fn put16(img: &mut [u8], off: usize, v: u16) {
+    pub(super) fn put16(img: &mut [u8], off: usize, v: u16) {
         img[off..off + 2].copy_from_slice(&v.to_le_bytes());
     }
 
-    fn put32(img: &mut [u8], off: usize, v: u32) {
+    pub(super) fn put32(img: &mut [u8], off: usize, v: u32) {
         img[off..off + 4].copy_from_slice(&v.to_le_bytes());
     }
 
@@ -606,7 +620,7 @@ mod tests {
     /// descriptors 2, block bitmap 3, inode bitmap 4, inode table 5..=20.
     /// Group 1: superblock 1025, descriptors 1026, bitmaps 1027 and 1028,
     /// inode table 1029..=1044. The bitmaps and counts agree.
-    fn image() -> Vec<u8> {
+    pub(super) fn image() -> Vec<u8> {
         let mut img = vec![0u8; 2048 * BS];
         let s = SUPERBLOCK_OFFSET as usize;
         sb_put32(&mut img, 0x0, 256); // s_inodes_count

@@ -31,6 +31,8 @@ pub mod compat {
     pub const RESIZE_INODE: u32 = 0x10;
     /// Superblock backups only in the groups of `s_backup_bgs`.
     pub const SPARSE_SUPER2: u32 = 0x200;
+    /// Orphan inodes are tracked in the file `s_orphan_file_inum`.
+    pub const ORPHAN_FILE: u32 = 0x1000;
 }
 
 /// `s_feature_incompat` bits.
@@ -152,6 +154,16 @@ pub struct Superblock {
     pub csum_seed: u32,
     /// Number of block groups.
     pub groups: u32,
+    /// `s_first_ino`: the first inode not reserved for the filesystem (11
+    /// for revision 0).
+    pub first_ino: u32,
+    /// `s_journal_inum` (meaningful with HAS_JOURNAL; 0 for an external
+    /// journal).
+    pub journal_inum: u32,
+    /// `s_usr_quota_inum`, `s_grp_quota_inum`, `s_prj_quota_inum`.
+    pub quota_inums: [u32; 3],
+    /// `s_orphan_file_inum` (meaningful with ORPHAN_FILE).
+    pub orphan_file_inum: u32,
 }
 
 impl Superblock {
@@ -192,6 +204,12 @@ impl Superblock {
         let s_backup_bgs = [u32le(b, 0x24C), u32le(b, 0x250)];
         let s_checksum_seed = u32le(b, 0x270);
         let s_checksum = u32le(b, 0x3FC);
+        let s_first_ino = u32le(b, 0x54);
+        let s_journal_inum = u32le(b, 0xE0);
+        let s_usr_quota_inum = u32le(b, 0x240);
+        let s_grp_quota_inum = u32le(b, 0x244);
+        let s_prj_quota_inum = u32le(b, 0x26C);
+        let s_orphan_file_inum = u32le(b, 0x280);
 
         let (incompat, ro) = (s_feature_incompat, s_feature_ro_compat);
         if ro & ro_compat::METADATA_CSUM != 0 {
@@ -376,6 +394,18 @@ impl Superblock {
             mmp_block: s_mmp_block,
             csum_seed,
             groups,
+            first_ino: if s_rev_level == 0 { 11 } else { s_first_ino },
+            journal_inum: if s_feature_compat & compat::HAS_JOURNAL != 0 {
+                s_journal_inum
+            } else {
+                0
+            },
+            quota_inums: [s_usr_quota_inum, s_grp_quota_inum, s_prj_quota_inum],
+            orphan_file_inum: if s_feature_compat & compat::ORPHAN_FILE != 0 {
+                s_orphan_file_inum
+            } else {
+                0
+            },
         })
     }
 

@@ -10,12 +10,13 @@
 //! copied and the first disagreement is reported.
 
 pub mod bpb;
+mod dir;
 
 use std::fmt::Write as _;
 
 use bpb::{Bpb, FatType};
 
-use super::{Allocation, Filesystem, FsKind, Unclean};
+use super::{Allocation, Filesystem, FsKind, Metadata, Unclean};
 use crate::allocmap::AllocationMap;
 use crate::bytes::{u16le, u32le};
 use crate::error::{Error, Result};
@@ -331,6 +332,18 @@ impl Filesystem for Fat {
 
     fn fsck_hint(&self) -> &'static str {
         "fsck.fat (or chkdsk /f on Windows)"
+    }
+
+    fn metadata(&self, src: &dyn Source) -> Result<Metadata> {
+        let mut alloc = self.allocation(src)?;
+        let walked = dir::walk(self, src)?;
+        alloc.inconsistencies.extend(walked.problems);
+        alloc.details.extend(walked.details);
+        alloc.map = walked.map;
+        Ok(Metadata {
+            allocation: alloc,
+            scrub: None,
+        })
     }
 
     fn allocation(&self, src: &dyn Source) -> Result<Allocation> {

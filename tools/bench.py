@@ -377,10 +377,13 @@ def targets(scenarios):
         peers = [t for t in sc.tools if t is not fs]
         return fs, min(peers, key=med) if peers else None
 
-    limit = None
+    limit = limit_fs = None
     if "limit" in by:
         lim = [t for t in by["limit"].tools if not t.name.startswith("fsimg")]
         limit = min(lim, key=med)
+        # fsimg's save runs again in the limit scenario, interleaved with
+        # the reads: that is the time the save is held to the limit with.
+        limit_fs = next(t for t in by["limit"].tools if t.name.startswith("fsimg"))
     out = []
 
     def line(ok, text):
@@ -397,9 +400,12 @@ def targets(scenarios):
         line(r <= peer_max, f"{what}: fsimg {med(fs):.3f} s = {r:.2f}x the fastest peer "
              f"({peer.name}, {med(peer):.3f} s; target <= {peer_max}x)")
         if lim_max and limit:
-            r = med(fs) / med(limit)
-            line(r <= lim_max, f"{what}: fsimg = {r:.2f}x the read limit "
-                 f"({limit.name}, {med(limit):.3f} s; target <= {lim_max}x)")
+            t = limit_fs if key == "save" else fs
+            r = med(t) / med(limit)
+            line(r <= lim_max, f"{what}: fsimg {med(t):.3f} s"
+                 + (" (its run in the read-limit rounds)" if t is limit_fs else "")
+                 + f" = {r:.2f}x the read limit ({limit.name}, {med(limit):.3f} s; "
+                 f"target <= {lim_max}x)")
         if key == "zstd" and fs.out_size and peer.out_size:
             g = 100.0 * (fs.out_size / peer.out_size - 1)
             line(g <= 2.0, f"zstd save: fsimg's output {fmt_size(fs.out_size)} is {g:+.1f} % "

@@ -11,7 +11,8 @@
 #   --no-md:  print the tables only, do not append to docs/benchmarks.md
 #   --md FILE: append to FILE instead of docs/benchmarks.md
 #   --profile: also run tools/bench-profile.sh (perf stat, strace summary) on
-#             fsimg's save to /dev/null and its clone, printed and appended
+#             fsimg's save to /dev/null, its clone and its restore, printed
+#             and appended
 #   --keep / --drop: keep each volume cached in /dev/shm after its run, or
 #             remove it; default: keep with one filesystem, drop with `all`
 #             (three cached 4 GiB volumes would crowd the RAM)
@@ -125,7 +126,8 @@ for f in $filesystems; do
         ${md:+--md "$md"} ${label:+--label "$label"} ${only:+--only "$only"} ${shim:+--shim "$shim"}
     if [ "$profile" = 1 ]; then
         prof=$( { FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" save
-                  FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" clone; } )
+                  FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" clone
+                  FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" restore; } )
         printf '%s\n' "$prof"
         if [ -n "$md" ]; then
             printf '\n#### Profile of fsimg on this volume\n\n%s\n\n' "$prof" >>"$md"

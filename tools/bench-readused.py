@@ -4,6 +4,9 @@
 Usage:
     bench-readused.py ranges CLONE > RANGES   data extents of a sparse clone
     bench-readused.py read VOL RANGES [CHUNK] pread each range in CHUNK-byte reads (default 4 MiB)
+    bench-readused.py copy VOL RANGES OUT [CHUNK]
+                                              the same, each read pwritten at its offset to
+                                              OUT, a new file of VOL's size (a sparse clone)
 
 `ranges` walks CLONE, a sparse clone of the volume (fsimg -o, which writes
 exactly the used clusters of any filesystem it knows and leaves the rest as
@@ -13,7 +16,9 @@ with clusters smaller than a page (FAT) they round the used clusters out to
 4 KiB.  `read` preads exactly those bytes of VOL into one reused buffer (no
 copies, no output) and prints the bytes read, the number of reads and the
 time it took on stderr.  It is what any tool that copies the used clusters
-must at least do.
+must at least do.  `copy` also pwrites each read to OUT: what any tool that
+makes a sparse clone in a file must at least do (one thread, no overlap of
+reads and writes).
 """
 import errno
 import mmap
@@ -48,8 +53,10 @@ def main():
         for off, n in data_extents(sys.argv[2]):
             print(off, n)
         return
-    if len(sys.argv) in (4, 5) and sys.argv[1] == "read":
-        chunk = int(sys.argv[4]) if len(sys.argv) == 5 else 4 << 20
+    copy = len(sys.argv) in (5, 6) and sys.argv[1] == "copy"
+    if len(sys.argv) in (4, 5) and sys.argv[1] == "read" or copy:
+        n_args = 5 if copy else 4
+        chunk = int(sys.argv[n_args]) if len(sys.argv) == n_args + 1 else 4 << 20
         ranges = []
         with open(sys.argv[3]) as f:
             for line in f:
@@ -59,8 +66,12 @@ def main():
         buf = mmap.mmap(-1, chunk)
         mv = memoryview(buf)
         fd = os.open(sys.argv[2], os.O_RDONLY)
+        out = -1
         total = reads = 0
         t0 = time.perf_counter()
+        if copy:
+            out = os.open(sys.argv[4], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            os.ftruncate(out, os.fstat(fd).st_size)
         for off, n in ranges:
             end = off + n
             while off < end:
@@ -68,9 +79,13 @@ def main():
                 got = os.preadv(fd, [mv[:k]], off)
                 if got <= 0:
                     sys.exit(f"short read at {off}")
+                if copy and os.pwritev(out, [mv[:got]], off) != got:
+                    sys.exit(f"short write at {off}")
                 off += got
                 total += got
                 reads += 1
+        if copy:
+            os.close(out)
         dt = time.perf_counter() - t0
         os.close(fd)
         mv.release()

@@ -16,9 +16,10 @@ with clusters smaller than a page (FAT) they round the used clusters out to
 4 KiB.  `read` preads exactly those bytes of VOL into one reused buffer (no
 copies, no output) and prints the bytes read, the number of reads and the
 time it took on stderr.  It is what any tool that copies the used clusters
-must at least do.  `copy` also pwrites each read to OUT: what any tool that
-makes a sparse clone in a file must at least do (one thread, no overlap of
-reads and writes).
+must at least do.  `copy` also pwrites each read to OUT: a plain,
+one-thread copy of the used ranges into a sparse file, the yardstick for a
+sparse clone (a copy that overlaps its reads and writes on two threads can
+beat it).
 """
 import errno
 import mmap

@@ -675,8 +675,9 @@ def main():
              Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "copy", vol, ranges,
                   W("copy.limit")]), inner=r" in ([\d.]+) s \(",
              setup=fresh(W("copy.limit")), output=W("copy.limit"), size="alloc",
-             note="the same reads, each pwritten to a new file in /dev/shm: the floor for a "
-                  "sparse clone (one thread); open to close, without interpreter start-up"),
+             note="the same reads, each pwritten to a new file in /dev/shm, on one thread: "
+                  "a plain copy of the used ranges (a copy that overlaps reads and writes on "
+                  "two threads can beat it); open to close, without interpreter start-up"),
     ]))
 
     only = set(filter(None, a.only.split(",")))

@@ -69,7 +69,7 @@ if [ -s "$vol" ] && [ -e "$vol.ok" ]; then
 fi
 
 # Volumes made by older versions of these scripts: drop them (they hold RAM).
-for old in "$dir"/${fs}-${size}m-${fill}p-s${seed}-*.img; do
+for old in "$dir/${fs}-${size}m-${fill}p-s${seed}-"*.img; do
     [ -e "$old" ] && [ "$old" != "$vol" ] && rm -f "$old" "$old.ok" "$old.meta"
 done
 

@@ -7,6 +7,7 @@ Usage:
         free blocks of the filesystem made on it later hold this junk).
 
     bench-fill.py fill MOUNTPOINT TARGET_USED_BYTES DOOMED_BYTES SEED
+                  [--stage CAPACITY USED DOOMED_LIST]
         Fill a freshly made, mounted filesystem until about
         TARGET_USED_BYTES of it are in use: small files (1-64 KiB) spread
         over hundreds of nested directories, medium files (64 KiB-4 MiB), a
@@ -14,6 +15,19 @@ Usage:
         compressible text.  Interleaved with them, about DOOMED_BYTES of
         further files are written and, at the end, deleted, so that free
         blocks scattered between the kept files hold stale data.
+        Only directories and regular files, with 8.3 names and at most
+        256 MiB each, so that the same tree fits FAT.
+
+        With --stage, MOUNTPOINT is a staging directory that is copied into
+        the volume afterwards (FAT through mtools, where the kernel has no
+        vfat): CAPACITY and USED are the volume's (from `fatcap`), nothing is
+        synced or deleted, and the doomed files' paths (relative to
+        MOUNTPOINT) are written to DOOMED_LIST for the caller to delete once
+        the tree is in the volume.
+
+    bench-fill.py fatcap VOLUME
+        Print "CAPACITY USED CLUSTER" in bytes for a FAT volume image: the
+        data area, the clusters the FAT marks in use, the cluster size.
 
 Everything (names, sizes, kinds, contents, order) comes from
 random.Random(SEED), so the *contents* of the tree are identical between runs
@@ -21,6 +35,7 @@ with the same Python version; where the kernel puts the blocks is up to ext4.
 """
 import os
 import random
+import struct
 import sys
 
 CHUNK = 4 << 20
@@ -123,10 +138,39 @@ def pick_size(rng, kind):
     return rng.randrange(32 * MiB, 256 * MiB + 1)
 
 
-def fill(root, target, doomed_budget, seed):
-    st = os.statvfs(root)
-    used_now = (st.f_blocks - st.f_bfree) * st.f_frsize
-    cap = st.f_blocks * st.f_frsize
+def fatcap(vol):
+    """(capacity, used, cluster size) in bytes of a FAT12/16/32 image, from
+    its boot sector and first FAT."""
+    with open(vol, "rb") as f:
+        bs = f.read(512)
+        bps, spc, rsvd, nfats, rootents, tot16, _media, fatsz16 = struct.unpack_from("<HBHBHHBH", bs, 11)
+        tot32, = struct.unpack_from("<I", bs, 32)
+        fatsz = fatsz16 or struct.unpack_from("<I", bs, 36)[0]
+        total = tot16 or tot32
+        rootsecs = (rootents * 32 + bps - 1) // bps
+        data_start = rsvd + nfats * fatsz + rootsecs
+        clusters = (total - data_start) // spc
+        f.seek(rsvd * bps)
+        fat = f.read(fatsz * bps)
+    if clusters < 4085:
+        raise SystemExit("fatcap: FAT12 is not supported")
+    if clusters < 65525:
+        entries = struct.unpack_from(f"<{clusters + 2}H", fat)[2:]
+        used = sum(1 for e in entries if e)
+    else:
+        entries = struct.unpack_from(f"<{clusters + 2}I", fat)[2:]
+        used = sum(1 for e in entries if e & 0x0FFFFFFF)
+    csize = bps * spc
+    return clusters * csize, used * csize, csize
+
+
+def fill(root, target, doomed_budget, seed, stage=None):
+    if stage:
+        cap, used_now, doomed_list = stage
+    else:
+        st = os.statvfs(root)
+        used_now = (st.f_blocks - st.f_bfree) * st.f_frsize
+        cap = st.f_blocks * st.f_frsize
     w = Writer(root, seed)
     ndirs = max(64, min(800, cap // (8 * MiB)))
     w.make_dirs(ndirs)
@@ -166,20 +210,26 @@ def fill(root, target, doomed_budget, seed):
         kept_bytes += size
         counts[kind] += 1
         # Allocate in write order (delayed allocation would otherwise batch).
-        if (kept_bytes + doomed_bytes) // (32 * MiB) != (kept_bytes + doomed_bytes - size) // (32 * MiB):
+        if not stage and (kept_bytes + doomed_bytes) // (32 * MiB) != (kept_bytes + doomed_bytes - size) // (32 * MiB):
             os.sync()
     while doomed_bytes < doomed_budget:
         write_doomed()
+    what = (f"fill: {ndirs} dirs, {counts['small']} small, {counts['medium']} medium, "
+            f"{counts['large']} large files ({kept_bytes / MiB:.0f} MiB kept); "
+            f"{counts['doomed']} files ({doomed_budget / MiB:.0f} MiB) written and deleted")
+    if stage:
+        with open(doomed_list, "w") as f:
+            for p in doomed:
+                f.write(os.path.relpath(p, root) + "\n")
+        print(what)
+        return
     os.sync()
     for p in doomed:
         os.unlink(p)
     os.sync()
     st = os.statvfs(root)
     used = (st.f_blocks - st.f_bfree) * st.f_frsize
-    print(f"fill: {ndirs} dirs, {counts['small']} small, {counts['medium']} medium, "
-          f"{counts['large']} large files ({kept_bytes / MiB:.0f} MiB kept); "
-          f"{counts['doomed']} files ({doomed_budget / MiB:.0f} MiB) written and deleted; "
-          f"used {used / MiB:.0f} MiB of {cap / MiB:.0f} MiB")
+    print(f"{what}; used {used / MiB:.0f} MiB of {cap / MiB:.0f} MiB")
 
 
 def main():
@@ -187,6 +237,11 @@ def main():
         prefill(sys.argv[2], int(sys.argv[3]), sys.argv[4])
     elif len(sys.argv) >= 2 and sys.argv[1] == "fill" and len(sys.argv) == 6:
         fill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif len(sys.argv) == 10 and sys.argv[1] == "fill" and sys.argv[6] == "--stage":
+        fill(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5],
+             (int(sys.argv[7]), int(sys.argv[8]), sys.argv[9]))
+    elif len(sys.argv) == 3 and sys.argv[1] == "fatcap":
+        print(*fatcap(sys.argv[2]))
     else:
         sys.exit(__doc__)
 

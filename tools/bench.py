@@ -1,18 +1,31 @@
 #!/usr/bin/env python3
-"""Benchmark runner behind tools/bench.sh: fsimg against partclone, e2image
-and the read limit on one volume image kept in RAM (/dev/shm).
+"""Benchmark runner behind tools/bench.sh: fsimg against its peers on one
+volume image kept in RAM (/dev/shm).
 
 Usage (normally through tools/bench.sh):
     bench.py --fsimg BIN --vol VOL --runs N --work DIR [--md FILE] [--label TEXT]
+             [--only SCENARIOS] [--shim SO]
 
-Every scenario runs each of its tools once untimed first (warm-up; its output
-is checked for correctness), then N timed rounds, each round running every
+The filesystem is what `fsimg info VOL` finds; the peers are partclone
+(partclone.extfs, partclone.ntfs or partclone.fat32) everywhere, e2image for
+ext4 and ntfsclone for NTFS.  Every scenario runs each of its tools once
+untimed first (warm-up; its output is checked for correctness and the check
+fails the run if it is wrong), then N timed rounds, each round running every
 tool once, in an order rotated from round to round.  Wall time is measured
 around the whole command (all stages of a pipeline); peak RSS is what
 /usr/bin/time prints (%M, ru_maxrss), summed over the stages of a pipeline.
 partclone runs with tools/partclone-nosleep.c preloaded when --shim is given
-(its progress thread otherwise rounds every run up to a multiple of 2 s).  Nothing is dropped from the page cache: the
-volume lives in tmpfs.
+(its progress thread otherwise rounds every run up to a multiple of 2 s).
+Nothing is dropped from the page cache: the volume lives in tmpfs.
+
+Outputs are checked against fsimg's own sparse clone of the volume (the
+reference clone: made once, untimed, its CRC kept, then removed to save RAM),
+and removed as soon as they are checked, so that at most one output of a
+scenario is in RAM at a time.  The restore scenario needs one image per tool;
+when the memory available would not hold them all at once with a margin, each
+image is made (untimed) before each run and removed after it ("lean" mode,
+said in the report).  If any check fails, the table is printed, nothing is
+appended to the markdown file, and the exit status is 1.
 """
 import argparse
 import datetime
@@ -26,7 +39,15 @@ import sys
 import time
 
 MiB = 1 << 20
+GiB = 1 << 30
 HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Per filesystem: partclone's binary, the checker of a clone (exit 0 = clean).
+FILESYSTEMS = {
+    "ext4": {"partclone": "partclone.extfs", "fsck": ["e2fsck", "-fn"]},
+    "ntfs": {"partclone": "partclone.ntfs", "fsck": ["ntfsfix", "-n"]},
+    "fat32": {"partclone": "partclone.fat32", "fsck": ["fsck.fat", "-n"]},
+}
 
 
 def log(msg):
@@ -123,6 +144,21 @@ def files_equal(a, b):
     return subprocess.run(["cmp", "-s", a, b]).returncode == 0
 
 
+def crc(path):
+    """CRC and size of a file, `cksum` (CRC-32, fast): to check an output
+    against the reference clone without keeping the reference in RAM."""
+    return subprocess.run(["cksum", path], capture_output=True, text=True,
+                          check=True).stdout.split()[:2]
+
+
+def mem_available():
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
 def differing_blocks(a, b, bs=4096):
     """The numbers of the bs-byte blocks that differ between two files."""
     out = []
@@ -157,7 +193,7 @@ def ext_metadata_blocks(vol):
 
 class Tool:
     def __init__(self, name, cmd, setup=None, output=None, size="file", scale=1.0, note="",
-                 env=None, inner=None):
+                 env=None, inner=None, check=None, inputs=()):
         self.name = name
         self.cmd = cmd
         self.env = env          # extra environment (the partclone shim)
@@ -167,10 +203,23 @@ class Tool:
         self.size = size        # "file" (st_size), "alloc" (st_blocks), or None
         self.scale = scale      # multiply the wall time (dd of the whole volume)
         self.note = note
+        self.check = check      # after the warm-up: [(ok, text)] about its output
+        self.inputs = inputs    # [(path, make)]: made untimed when missing
         self.times = []
         self.rss = []
         self.stage_rss = None
         self.out_size = None
+
+    def prepare(self):
+        for path, make in self.inputs:
+            if not os.path.exists(path):
+                make()
+        if self.setup:
+            self.setup()
+
+    def drop_inputs(self):
+        for path, _ in self.inputs:
+            rm(path)
 
 
 class Scenario:
@@ -178,32 +227,39 @@ class Scenario:
         self.key = key
         self.title = title
         self.tools = tools
-        self.verify = verify
-        self.checks = []
+        self.verify = verify    # after all warm-ups: [(ok, text)]
+        self.checks = []        # [(ok, text)]
+        self.lean = False       # inputs made before, removed after every run
 
 
 def run_scenario(sc, runs, work):
     errlog = os.path.join(work, f"{sc.key}.stderr")
-    log(f"== {sc.title}")
-    # Warm-up, untimed; outputs kept for the correctness check.
+    log(f"== {sc.title}" + (" (lean: inputs made before each run)" if sc.lean else ""))
+
+    def add(checks, tool=None):
+        for ok, text in checks:
+            text = text.replace(work + "/", "")
+            sc.checks.append((ok, text))
+            log(f"   check{'' if ok else ' FAILED'}: {text}")
+
+    # Warm-up, untimed; each output is checked, then removed.
     for t in sc.tools:
-        if t.setup:
-            t.setup()
+        t.prepare()
         log(f"   warm-up {t.name}: {t.cmd}")
         run(t.cmd, errlog, t.env)
-    if sc.verify:
-        sc.checks = [c.replace(work + "/", "") for c in sc.verify()]
-        for c in sc.checks:
-            log(f"   check: {c}")
-    for t in sc.tools:
+        if t.check:
+            add(t.check())
         if t.output:
             rm(t.output)
+        if sc.lean:
+            t.drop_inputs()
+    if sc.verify:
+        add(sc.verify())
     for r in range(runs):
         k = r % len(sc.tools)
         order = sc.tools[k:] + sc.tools[:k]
         for t in order:
-            if t.setup:
-                t.setup()
+            t.prepare()
             wall, rss, stage_rss, err = run(t.cmd, errlog, t.env)
             if t.inner:
                 wall = float(re.search(t.inner, err).group(1))
@@ -216,8 +272,12 @@ def run_scenario(sc, runs, work):
                 elif t.size == "file":
                     t.out_size = os.path.getsize(t.output)
                 rm(t.output)
+            if sc.lean:
+                t.drop_inputs()
         log(f"   round {r + 1}/{runs}: " + ", ".join(
             f"{t.name} {t.times[-1]:.3f}s" for t in sc.tools))
+    for t in sc.tools:
+        t.drop_inputs()
 
 
 # ---------------------------------------------------------------------------
@@ -251,14 +311,21 @@ def machine_info():
     }
 
 
-def tool_versions(fsimg):
+def tool_versions(fsimg, fs, pc):
     v = {}
     v["fsimg"] = re.sub(r"^fsimg ", "", os.environ.get("FSIMG_DESC")
                         or out_of([fsimg, "--version"]).splitlines()[0])
-    m = re.search(r"v[\d.]+", out_of(["partclone.extfs", "-v"]))
+    m = re.search(r"v[\d.]+", out_of([pc, "-v"]))
     v["partclone"] = m.group(0) if m else "?"
-    m = re.search(r"e2image ([\d.]+)", out_of(["e2image"]))
-    v["e2fsprogs"] = m.group(1) if m else "?"
+    if fs == "ext4":
+        m = re.search(r"e2image ([\d.]+)", out_of(["e2image"]))
+        v["e2fsprogs"] = m.group(1) if m else "?"
+    if fs == "ntfs":
+        m = re.search(r"ntfsclone v([\d.]+)", out_of(["ntfsclone", "-V"]))
+        v["ntfs-3g"] = m.group(1) if m else "?"
+    if fs == "fat32":
+        m = re.search(r"fsck.fat ([\d.]+)", out_of(["fsck.fat", "-n", "/dev/null"]))
+        v["dosfstools"] = m.group(1) if m else "?"
     m = re.search(r"v[\d.]+", out_of(["zstd", "--version"]))
     v["zstd"] = m.group(0) if m else "?"
     v["python"] = platform.python_version()
@@ -293,6 +360,62 @@ def build_table(scenarios, used):
                 fmt_size(t.out_size), ratio,
             ])
     return head, rows, notes
+
+
+def targets(scenarios):
+    """The issue's targets, as lines saying met or missed: save and clone at
+    most 0.5x the fastest peer and 1.5x the read limit; restore at most 0.5x
+    the fastest peer; compressed save at most 0.6x the fastest peer with an
+    output at most 2 % larger."""
+    by = {sc.key: sc for sc in scenarios}
+
+    def med(t):
+        return statistics.median(t.times)
+
+    def split(sc):
+        fs = next(t for t in sc.tools if t.name.startswith("fsimg"))
+        peers = [t for t in sc.tools if t is not fs]
+        return fs, min(peers, key=med) if peers else None
+
+    limit = limit_fs = copy = None
+    if "limit" in by:
+        copy = next((t for t in by["limit"].tools if "pwrite" in t.name), None)
+        lim = [t for t in by["limit"].tools if not t.name.startswith("fsimg") and t is not copy]
+        limit = min(lim, key=med)
+        # fsimg's save runs again in the limit scenario, interleaved with
+        # the reads: that is the time the save is held to the limit with.
+        limit_fs = next(t for t in by["limit"].tools if t.name.startswith("fsimg"))
+    out = []
+
+    def line(ok, text):
+        out.append(f"target {'met' if ok else 'MISSED'}: {text}")
+
+    for key, what, peer_max, lim_max in (("save", "save to /dev/null", 0.5, 1.5),
+                                         ("clone", "sparse clone", 0.5, 1.5),
+                                         ("restore", "restore", 0.5, None),
+                                         ("zstd", "zstd save", 0.6, None)):
+        if key not in by:
+            continue
+        fs, peer = split(by[key])
+        r = med(fs) / med(peer)
+        line(r <= peer_max, f"{what}: fsimg {med(fs):.3f} s = {r:.2f}x the fastest peer "
+             f"({peer.name}, {med(peer):.3f} s; target <= {peer_max}x)")
+        if lim_max and limit:
+            t = limit_fs if key == "save" else fs
+            r = med(t) / med(limit)
+            line(r <= lim_max, f"{what}: fsimg {med(t):.3f} s"
+                 + (" (its run in the read-limit rounds)" if t is limit_fs else "")
+                 + f" = {r:.2f}x the read limit ({limit.name}, {med(limit):.3f} s; "
+                 f"target <= {lim_max}x)")
+        if key == "clone" and copy:
+            out.append(f"no target: sparse clone: fsimg {med(fs):.3f} s = "
+                       f"{med(fs) / med(copy):.2f}x the copy limit ({copy.name}, "
+                       f"{med(copy):.3f} s)")
+        if key == "zstd" and fs.out_size and peer.out_size:
+            g = 100.0 * (fs.out_size / peer.out_size - 1)
+            line(g <= 2.0, f"zstd save: fsimg's output {fmt_size(fs.out_size)} is {g:+.1f} % "
+                 f"of {peer.name}'s {fmt_size(peer.out_size)} (target <= +2 %)")
+    return out
 
 
 def text_table(head, rows):
@@ -330,25 +453,32 @@ def main():
     os.makedirs(work, exist_ok=True)
     info = dict(re.split(r"\s{2,}", l.strip(), maxsplit=1)
                 for l in out_of([fsimg, "info", vol]).splitlines() if l.strip())
+    fsname = info["filesystem"]
+    fs = ("ext4" if fsname.startswith("ext") else "fat32" if fsname.startswith("fat")
+          else fsname)
+    if fs not in FILESYSTEMS:
+        sys.exit(f"bench: no peers known for {fsname}")
+    pcbin = FILESYSTEMS[fs]["partclone"]
     used = int(info["used bytes"])
     dev_size = int(info["device size"])
-    log(f"volume {vol}: {dev_size / MiB:.0f} MiB, {used / MiB:.0f} MiB used "
+    log(f"volume {vol}: {fsname}, {dev_size / MiB:.0f} MiB, {used / MiB:.0f} MiB used "
         f"({100 * used / dev_size:.1f} %)")
     pclog = os.path.join(work, "partclone.log")
     W = lambda name: os.path.join(work, name)  # noqa: E731
 
-    # References, made once, untimed.
-    log("making reference images (untimed)")
-    ref_clone, ref_img, ref_pc, ranges = W("ref.clone"), W("ref.fsimg"), W("ref.pc"), W("ranges.txt")
-    for p in (ref_clone, ref_img, ref_pc):
-        rm(p)
+    # The reference: fsimg's sparse clone, made once, untimed.  Its data
+    # extents are the used ranges the read limit reads; its CRC is what every
+    # clone and restore is checked against.  It is removed to save RAM and
+    # made again only to say where an output differs.
+    log("making the reference clone (untimed)")
+    ref_clone, ranges = W("ref.clone"), W("ranges.txt")
+    rm(ref_clone)
     sh([fsimg, "-q", "-o", ref_clone, vol])
-    sh([fsimg, "-q", "-s", "-o", ref_img, vol])
-    sh(["partclone.extfs", "-c", "-q", "-s", vol, "-o", ref_pc, "-L", pclog],
-       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with open(ranges, "w") as f:
-        sh(["python3", os.path.join(HERE, "bench-readused.py"), "ranges", vol], stdout=f)
+        sh(["python3", os.path.join(HERE, "bench-readused.py"), "ranges", ref_clone], stdout=f)
     nranges = sum(1 for _ in open(ranges))
+    ref_crc = crc(ref_clone)
+    rm(ref_clone)
 
     def truncate(path):
         def f():
@@ -357,11 +487,62 @@ def main():
                 fh.truncate(dev_size)
         return f
 
+    def fresh(path):
+        return lambda: rm(path)
+
     def partclone(*args):
-        return ["partclone.extfs", *args, "-q", "-L", pclog]
+        return [pcbin, *args, "-q", "-L", pclog]
+
+    # Where partclone's copy may differ from fsimg's, and why.  NTFS: the
+    # device is larger than the volume (the backup boot sector sits in the
+    # last sector, past the last cluster); ntfsclone and fsimg copy that tail,
+    # partclone.ntfs does not.
+    ntfs_end = None
+    if fs == "ntfs":
+        ntfs_end = int(info["NTFS clusters"]) * int(info["NTFS cluster size"])
+
+    def allow_partclone(diff, bs):
+        if ntfs_end is not None and diff and min(diff) * bs >= ntfs_end:
+            return True, (f"differs only in the {dev_size - ntfs_end} bytes past the end of the "
+                          "NTFS volume (the backup boot sector), which partclone.ntfs does not copy")
+        return False, ""
+
+    def allow_e2image(diff, bs):
+        other = [b for b in diff if b not in ext_metadata_blocks(vol)]
+        if other:
+            return False, (f"{len(other)} of them outside superblocks, descriptors and bitmaps, "
+                           f"first: {other[:10]}")
+        return True, ("all superblocks, descriptors or bitmaps, which e2image -ra writes from its "
+                      "in-memory copy (backup superblocks, uninitialised bitmaps)")
+
+    def same_as_ref(path, what, allow=None):
+        """[(ok, text)]: is `path` the reference clone, or does it differ
+        only where `allow` accepts?"""
+        got = crc(path)
+        if got == ref_crc:
+            return [(True, f"{what} == reference clone")]
+        bs = 512 if fs == "ntfs" else int(info.get("cluster size", 4096))
+        sh([fsimg, "-q", "-o", ref_clone, vol])
+        try:
+            diff = differing_blocks(path, ref_clone, bs)
+        finally:
+            rm(ref_clone)
+        text = (f"{what} vs reference clone: {len(diff)} {bs}-byte blocks differ"
+                + (f" (size {got[1]} vs {ref_crc[1]})" if got[1] != ref_crc[1] else ""))
+        if allow:
+            ok, why = allow(diff, bs)
+            return [(ok, f"{text}; {why}" if why else text + f", first: {diff[:10]}")]
+        return [(False, text + f", first: {diff[:10]}")]
+
+    def fsck_of(path, what):
+        argv = FILESYSTEMS[fs]["fsck"] + [path]
+        r = subprocess.run(argv, capture_output=True, text=True)
+        return [(r.returncode == 0, f"{' '.join(argv[:-1])} of {what}: rc {r.returncode}"
+                 + (" (clean)" if r.returncode == 0 else "\n" + r.stdout + r.stderr))]
 
     pc_env = {"LD_PRELOAD": a.shim} if a.shim else None
     pc_note = "sleep shim" if a.shim else "stock: includes up to 2 s of progress-thread sleep"
+    pc_name = pcbin + " "
 
     scenarios = []
 
@@ -369,91 +550,116 @@ def main():
     def verify_save():
         r = subprocess.run(f"'{fsimg}' -q -s -o - '{vol}' | '{fsimg}' verify -", shell=True,
                            capture_output=True, text=True)
-        return [f"fsimg -s -o - | fsimg verify -: {(r.stdout + r.stderr).strip()} (rc {r.returncode})"]
+        return [(r.returncode == 0, "fsimg -s -o - | fsimg verify -: "
+                 f"{(r.stdout + r.stderr).strip()} (rc {r.returncode})")]
 
-    scenarios.append(Scenario("save", "save image to /dev/null", [
-        Tool("fsimg -s", Cmd([fsimg, "-q", "-s", "-o", "-", vol])),
-        Tool("partclone -c", Cmd(partclone("-c", "-s", vol, "-o", "-")), env=pc_env, note=pc_note),
-        *([Tool("partclone -c, stock", Cmd(partclone("-c", "-s", vol, "-o", "-")),
-                note="no shim: what a user waits")] if a.shim else []),
-        Tool("e2image -ra", Cmd(["e2image", "-ra", vol, "-"]),
-             note="raw to stdout: writes the whole volume, zeros for free blocks"),
-    ], verify_save))
+    save_tools = [Tool("fsimg -s", Cmd([fsimg, "-q", "-s", "-o", "-", vol]))]
+    if fs == "ntfs":
+        save_tools.append(Tool("ntfsclone -s", Cmd(["ntfsclone", "-q", "-s", "-o", "-", vol])))
+    save_tools.append(Tool(pc_name + "-c", Cmd(partclone("-c", "-s", vol, "-o", "-")),
+                           env=pc_env, note=pc_note))
+    if a.shim:
+        save_tools.append(Tool(pc_name + "-c, stock", Cmd(partclone("-c", "-s", vol, "-o", "-")),
+                               note="no shim: what a user waits"))
+    if fs == "ext4":
+        save_tools.append(Tool("e2image -ra", Cmd(["e2image", "-ra", vol, "-"]),
+                               note="raw to stdout: writes the whole volume, zeros for free blocks"))
+    scenarios.append(Scenario("save", "save image to /dev/null", save_tools, verify_save))
 
     # 2. Sparse clone to a file in /dev/shm.
-    out_f, out_e, out_p = W("clone.fsimg"), W("clone.e2image"), W("clone.partclone")
+    out_f, out_n, out_e, out_p = W("clone.fsimg"), W("clone.ntfsclone"), W("clone.e2image"), \
+        W("clone.partclone")
+    clone_tools = [Tool("fsimg -o", Cmd([fsimg, "-q", "-o", out_f, vol]), setup=fresh(out_f),
+                        output=out_f, size="alloc",
+                        check=lambda: fsck_of(out_f, "fsimg's clone")
+                        + same_as_ref(out_f, "fsimg -o"))]
+    if fs == "ntfs":
+        clone_tools.append(Tool("ntfsclone -o", Cmd(["ntfsclone", "-q", "-o", out_n, vol]),
+                                setup=fresh(out_n), output=out_n, size="alloc",
+                                check=lambda: same_as_ref(out_n, "ntfsclone -o")))
+    if fs == "ext4":
+        clone_tools.append(Tool("e2image -ra", Cmd(["e2image", "-ra", vol, out_e]),
+                                setup=fresh(out_e), output=out_e, size="alloc",
+                                check=lambda: same_as_ref(out_e, "e2image -ra", allow_e2image)))
+    clone_tools.append(Tool(pc_name + "-b", Cmd(partclone("-b", "-s", vol, "-O", out_p)),
+                            setup=truncate(out_p), output=out_p, size="alloc", env=pc_env,
+                            note=pc_note + "; target pre-sized with truncate, untimed",
+                            check=lambda: same_as_ref(out_p, pc_name + "-b", allow_partclone)))
+    scenarios.append(Scenario("clone", "sparse clone to /dev/shm file", clone_tools))
 
-    def verify_clone():
-        c = []
-        r = subprocess.run(["e2fsck", "-fn", out_f], capture_output=True, text=True)
-        c.append(f"e2fsck -fn of fsimg's clone: rc {r.returncode}"
-                 + (" (clean)" if r.returncode == 0 else "\n" + r.stdout + r.stderr))
-        c.append(f"fsimg clone == partclone -b clone: {files_equal(out_f, out_p)}")
-        c.append(f"fsimg clone == reference clone: {files_equal(out_f, ref_clone)}")
-        bs = int(info.get("block size", 4096))
-        diff = differing_blocks(out_f, out_e, bs)
-        other = [b for b in diff if b not in ext_metadata_blocks(vol)]
-        c.append(f"fsimg clone vs e2image clone: {len(diff)} blocks differ, {len(other)} of them "
-                 "outside superblocks, descriptors and bitmaps (e2image -ra writes those from "
-                 "its in-memory copy: backup superblocks, uninitialised bitmaps)"
-                 + (f"; first others: {other[:10]}" if other else ""))
-        return c
-
-    def clone_setup(path):
-        return lambda: rm(path)
-
-    scenarios.append(Scenario("clone", "sparse clone to /dev/shm file", [
-        Tool("fsimg -o", Cmd([fsimg, "-q", "-o", out_f, vol]), setup=clone_setup(out_f),
-             output=out_f, size="alloc"),
-        Tool("e2image -ra", Cmd(["e2image", "-ra", vol, out_e]), setup=clone_setup(out_e),
-             output=out_e, size="alloc"),
-        Tool("partclone -b", Cmd(partclone("-b", "-s", vol, "-O", out_p)), setup=truncate(out_p),
-             output=out_p, size="alloc", env=pc_env,
-             note=pc_note + "; target pre-sized with truncate, untimed"),
-    ], verify_clone))
-
-    # 3. Restore from an image.
-    res_f, res_p = W("restore.fsimg"), W("restore.partclone")
-
-    def verify_restore():
-        return [f"fsimg -r == reference clone: {files_equal(res_f, ref_clone)}",
-                f"partclone -r == reference clone: {files_equal(res_p, ref_clone)}"]
-
-    scenarios.append(Scenario("restore", "restore image to /dev/shm file", [
-        Tool("fsimg -r", Cmd([fsimg, "-q", "-r", "-o", res_f, ref_img]), setup=clone_setup(res_f),
-             output=res_f, size="alloc"),
-        Tool("partclone -r", Cmd(partclone("-r", "-s", ref_pc, "-O", res_p)), setup=truncate(res_p),
-             output=res_p, size="alloc", env=pc_env,
-             note=pc_note + "; target pre-sized with truncate, untimed"),
-    ], verify_restore))
+    # 3. Restore from an image.  Each tool restores its own image, made untimed.
+    img_f, img_n, img_p = W("img.fsimg"), W("img.ntfsclone"), W("img.partclone")
+    res_f, res_n, res_p = W("restore.fsimg"), W("restore.ntfsclone"), W("restore.partclone")
+    restore_tools = [Tool("fsimg -r", Cmd([fsimg, "-q", "-r", "-o", res_f, img_f]),
+                          setup=fresh(res_f), output=res_f, size="alloc",
+                          inputs=[(img_f, lambda: sh([fsimg, "-q", "-s", "-o", img_f, vol]))],
+                          check=lambda: same_as_ref(res_f, "fsimg -r"))]
+    if fs == "ntfs":
+        restore_tools.append(Tool(
+            "ntfsclone -r", Cmd(["ntfsclone", "-q", "-r", "-o", res_n, img_n]),
+            setup=fresh(res_n), output=res_n, size="alloc",
+            inputs=[(img_n, lambda: sh(["ntfsclone", "-q", "-s", "-o", img_n, vol],
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))],
+            check=lambda: same_as_ref(res_n, "ntfsclone -r")))
+    restore_tools.append(Tool(
+        pc_name + "-r", Cmd(partclone("-r", "-s", img_p, "-O", res_p)), setup=truncate(res_p),
+        output=res_p, size="alloc", env=pc_env,
+        note=pc_note + "; target pre-sized with truncate, untimed",
+        inputs=[(img_p, lambda: sh(partclone("-c", "-s", vol, "-o", img_p),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))],
+        check=lambda: same_as_ref(res_p, pc_name + "-r", allow_partclone)))
+    restore = Scenario("restore", "restore image to /dev/shm file", restore_tools)
+    scenarios.append(restore)
 
     # 4. Compressed save.
-    z_f, z_p = W("save.fsimg.zst"), W("save.pc.zst")
+    z_f, z_n, z_p = W("save.fsimg.zst"), W("save.ntfsclone.zst"), W("save.pc.zst")
 
-    def verify_z():
+    def check_zf():
         c = []
         r = subprocess.run([fsimg, "verify", z_f], capture_output=True, text=True)
-        c.append(f"fsimg verify: {(r.stdout + r.stderr).strip()} (rc {r.returncode})")
+        c.append((r.returncode == 0, f"fsimg verify: {(r.stdout + r.stderr).strip()} "
+                  f"(rc {r.returncode})"))
         tmp = W("z.restored")
         rm(tmp)
         sh([fsimg, "-q", "-r", "-o", tmp, z_f])
-        c.append(f"fsimg -r of the -z image == reference clone: {files_equal(tmp, ref_clone)}")
-        rm(tmp)
-        truncate(tmp)()
-        r = subprocess.run(f"zstd -dc '{z_p}' | partclone.extfs -r -q -L '{pclog}' -s - -O '{tmp}'",
-                           shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        c.append(f"zstd -d | partclone -r == reference clone: "
-                 f"{r.returncode == 0 and files_equal(tmp, ref_clone)}")
+        c += same_as_ref(tmp, "fsimg -r of the -z image")
         rm(tmp)
         return c
 
-    scenarios.append(Scenario("zstd", "compressed save (zstd -3) to /dev/shm file", [
-        Tool("fsimg -s -z 3", Cmd([fsimg, "-q", "-s", "-z", "3", "-o", "-", vol], stdout=z_f),
-             output=z_f, note=f"-j default = {os.cpu_count()} threads"),
-        Tool("partclone -c | zstd -T0 -3",
-             Cmd(partclone("-c", "-s", vol, "-o", "-"), ["zstd", "-q", "-T0", "-3"], stdout=z_p),
-             output=z_p, env=pc_env, note=pc_note),
-    ], verify_z))
+    def check_zpipe(path, restore_cmd, what, allow=None, pre=None):
+        def f():
+            tmp = W("z.restored")
+            rm(tmp)
+            if pre:
+                pre(tmp)
+            r = subprocess.run(f"zstd -dc '{path}' | {restore_cmd(tmp)}", shell=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if r.returncode != 0:
+                rm(tmp)
+                return [(False, f"{what}: rc {r.returncode}")]
+            c = same_as_ref(tmp, what, allow)
+            rm(tmp)
+            return c
+        return f
+
+    zstd_tools = [Tool("fsimg -s -z 3", Cmd([fsimg, "-q", "-s", "-z", "3", "-o", "-", vol],
+                                            stdout=z_f),
+                       output=z_f, note=f"-j default = {os.cpu_count()} threads",
+                       check=check_zf)]
+    if fs == "ntfs":
+        zstd_tools.append(Tool(
+            "ntfsclone -s | zstd -T0 -3",
+            Cmd(["ntfsclone", "-q", "-s", "-o", "-", vol], ["zstd", "-q", "-T0", "-3"], stdout=z_n),
+            output=z_n,
+            check=check_zpipe(z_n, lambda tmp: f"ntfsclone -q -r -o '{tmp}' -",
+                              "zstd -d | ntfsclone -r")))
+    zstd_tools.append(Tool(
+        pc_name + "-c | zstd -T0 -3",
+        Cmd(partclone("-c", "-s", vol, "-o", "-"), ["zstd", "-q", "-T0", "-3"], stdout=z_p),
+        output=z_p, env=pc_env, note=pc_note,
+        check=check_zpipe(z_p, lambda tmp: f"{pcbin} -r -q -L '{pclog}' -s - -O '{tmp}'",
+                          f"zstd -d | {pc_name}-r", allow_partclone, pre=lambda t: truncate(t)())))
+    scenarios.append(Scenario("zstd", "compressed save (zstd -3) to /dev/shm file", zstd_tools))
 
     # 5. The read limit.
     frac = used / dev_size
@@ -463,12 +669,29 @@ def main():
              scale=frac, note=f"dd bs=4M time x used fraction {frac:.3f}"),
         Tool("pread used ranges", Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "read",
                                        vol, ranges]), inner=r" in ([\d.]+) s \(",
-             note=f"{nranges} used ranges from dumpe2fs, 4 MiB preads; read loop time, "
-                  "without interpreter start-up"),
+             note=f"{nranges} used ranges (the data extents of fsimg's sparse clone), 4 MiB "
+                  "preads; read loop time, without interpreter start-up"),
+        Tool("pread+pwrite used ranges to a file",
+             Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "copy", vol, ranges,
+                  W("copy.limit")]), inner=r" in ([\d.]+) s \(",
+             setup=fresh(W("copy.limit")), output=W("copy.limit"), size="alloc",
+             note="the same reads, each pwritten to a new file in /dev/shm, on one thread: "
+                  "a plain copy of the used ranges (a copy that overlaps reads and writes on "
+                  "two threads can beat it); open to close, without interpreter start-up"),
     ]))
 
     only = set(filter(None, a.only.split(",")))
     scenarios = [s for s in scenarios if not only or s.key in only]
+
+    # The restore scenario holds one image per tool plus one output: lean
+    # mode if that would leave less than 2 GiB of the memory available.
+    nimg = len(restore.tools)
+    need = (nimg + 1) * used * 1.05 + 2 * GiB
+    if restore in scenarios and mem_available() < need:
+        restore.lean = True
+        log(f"restore: {mem_available() / GiB:.1f} GiB available, {need / GiB:.1f} GiB wanted "
+            "for all images at once: each image is made before each run (lean)")
+
     load_start = open("/proc/loadavg").read().split()[:3]
     t_start = time.time()
     for sc in scenarios:
@@ -477,33 +700,43 @@ def main():
     load_end = open("/proc/loadavg").read().split()[:3]
 
     head, rows, notes = build_table(scenarios, used)
+    goals = targets(scenarios)
     mach = machine_info()
-    vers = tool_versions(fsimg)
+    vers = tool_versions(fsimg, fs, pcbin)
     meta = ""
     if os.path.exists(vol + ".meta"):
         meta = open(vol + ".meta").read().strip()
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     checks = [c for sc in scenarios for c in sc.checks]
+    failed = [t for ok, t in checks if not ok]
 
     print()
+    print(f"{fsname}: {os.path.basename(vol)}, {dev_size / MiB:.0f} MiB, "
+          f"{used / MiB:.0f} MiB used")
     print(text_table(head, rows))
     print()
     for i, n in enumerate(notes):
         print(f"[{i + 1}] {n}")
-    for c in checks:
-        print("check:", c)
-    print(f"({a.runs} timed runs per tool, median; benchmark took {elapsed:.0f} s)")
+    for ok, c in checks:
+        print("check:" if ok else "check FAILED:", c)
+    for g in goals:
+        print(g)
+    print(f"({a.runs} timed runs per tool, median; benchmark took {elapsed:.0f} s; "
+          f"load average {' '.join(load_start)} -> {' '.join(load_end)})")
+    if failed:
+        log(f"bench: {len(failed)} check(s) failed: nothing appended to the markdown file")
+        sys.exit(1)
 
     if a.md:
         md = []
-        md.append(f"## {date}{' — ' + a.label if a.label else ''}")
+        md.append(f"## {date} — {fsname}{', ' + a.label if a.label else ''}")
         md.append("")
         md.append(f"- machine: {mach['cpus']} CPUs, {mach['cpu']}, {mach['ram']} RAM, "
                   f"Linux {mach['kernel']}; load average {' '.join(load_start)} at the start, "
                   f"{' '.join(load_end)} at the end (other work on the machine adds noise)")
         md.append("- tools: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
-        md.append(f"- volume: `{os.path.basename(vol)}` in /dev/shm, ext4, "
-                  f"{dev_size / MiB:.0f} MiB, {info.get('cluster size', '?')}-byte blocks, "
+        md.append(f"- volume: `{os.path.basename(vol)}` in /dev/shm, {fsname}, "
+                  f"{dev_size / MiB:.0f} MiB, {info.get('cluster size', '?')}-byte clusters, "
                   f"{used / MiB:.0f} MiB used ({100 * frac:.1f} %), {nranges} used ranges")
         if meta:
             md.append(f"- contents: {meta}")
@@ -511,15 +744,19 @@ def main():
                   "each round; median wall time; MiB/s = used bytes / median time; peak RSS = "
                   "max ru_maxrss over the runs (summed over pipeline stages); "
                   "fsimg/peer time > 1 means fsimg is slower; "
-                  f"the benchmark took {elapsed:.0f} s")
+                  f"the benchmark took {elapsed:.0f} s"
+                  + ("; restore in lean mode (each image made, untimed, before each run)"
+                     if restore.lean else ""))
         md.append("")
         md.append(md_table(head, rows))
         md.append("")
         for i, n in enumerate(notes):
             md.append(f"[{i + 1}] {n}  ")
         md.append("")
-        for c in checks:
+        for _, c in checks:
             md.append(f"- check: {c}")
+        for g in goals:
+            md.append(f"- {g}")
         md.append("")
         os.makedirs(os.path.dirname(os.path.abspath(a.md)), exist_ok=True)
         new = not os.path.exists(a.md)

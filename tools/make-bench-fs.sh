@@ -1,30 +1,41 @@
 #!/usr/bin/env bash
-# Build (or reuse) the deterministic ext4 benchmark volume in /dev/shm.
+# Build (or reuse) a deterministic benchmark volume (ext4, NTFS or FAT32) in
+# /dev/shm.
 #
-# Usage: tools/make-bench-fs.sh [--size MIB] [--fill PCT] [--seed N] [--dir DIR]
-#        (defaults: 4096 MiB, 40 %, seed 1, DIR /dev/shm/fsimg-bench)
+# Usage: tools/make-bench-fs.sh [--fs ext4|ntfs|fat32] [--size MIB] [--fill PCT]
+#                               [--seed N] [--dir DIR]
+#        (defaults: ext4, 4096 MiB, 40 %, seed 1, DIR /dev/shm/fsimg-bench)
 #
 # Prints the path of the volume image on stdout (progress goes to stderr).
 #
 # Steps, as root:
 #   1. the backing file is filled with pseudorandom bytes (an old disk);
-#   2. mkfs.ext4 with pinned options (own mke2fs.conf, fixed UUID, hash seed,
-#      label and clock; lazy_itable_init=0, lazy_journal_init=0, nodiscard,
-#      so the free blocks keep the junk of step 1);
-#   3. loop mount, tools/bench-fill.py writes files from random.Random(seed)
+#   2. mkfs with pinned options, leaving the free space as it is:
+#        ext4   mkfs.ext4 (own mke2fs.conf, fixed UUID, hash seed, label and
+#               clock; lazy_itable_init=0, lazy_journal_init=0, nodiscard);
+#        ntfs   mkntfs -F -f -q -T (quick format: nothing is zeroed; -T fakes
+#               the clock);
+#        fat32  mkfs.fat -F 32 --invariant with a fixed volume ID (it writes
+#               only the reserved sectors, the FATs and the root cluster);
+#   3. mount (ext4 and FAT32: kernel loop mount; NTFS: ntfs-3g through
+#      /dev/fuse), tools/bench-fill.py writes files from random.Random(seed)
 #      up to PCT % of the volume, plus ~10 % of the capacity in files that are
-#      deleted at the end (free blocks with stale data between the kept files);
-#   4. unmount, e2fsck -fn.
-# The result is cached as DIR/ext4-<size>m-<fill>p-s<seed>-<hash>.img, where
+#      deleted at the end (free blocks with stale data between the kept
+#      files).  Only directories and regular files, with 8.3 names and at
+#      most 256 MiB each, so the same tree fits FAT32;
+#   4. unmount, then check: e2fsck -fn, ntfsfix -n or fsck.fat -n.
+# The result is cached as DIR/<fs>-<size>m-<fill>p-s<seed>-<hash>.img, where
 # <hash> covers this script and bench-fill.py, so a rerun with the same
-# parameters takes no time.  File contents are deterministic; the block
-# placement is ext4's and can differ slightly between builds.
+# parameters takes no time; a volume of the same fs and parameters made by
+# older scripts is removed.  File contents are deterministic; the block
+# placement is the filesystem driver's and can differ slightly between builds.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-size=4096 fill=40 seed=1 dir=/dev/shm/fsimg-bench
+fs=ext4 size=4096 fill=40 seed=1 dir=/dev/shm/fsimg-bench
 while [ $# -gt 0 ]; do
     case $1 in
+        --fs) fs=$2; shift 2 ;;
         --size) size=$2; shift 2 ;;
         --fill) fill=$2; shift 2 ;;
         --seed) seed=$2; shift 2 ;;
@@ -33,18 +44,24 @@ while [ $# -gt 0 ]; do
         *) echo "make-bench-fs: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
+case $fs in ext4|ntfs|fat32) ;; *) echo "make-bench-fs: --fs must be ext4, ntfs or fat32" >&2; exit 2 ;; esac
 case $size in ''|*[!0-9]*) echo "make-bench-fs: --size must be MiB" >&2; exit 2 ;; esac
 case $fill in ''|*[!0-9]*) echo "make-bench-fs: --fill must be a percentage" >&2; exit 2 ;; esac
 [ "$size" -ge 256 ] || { echo "make-bench-fs: --size must be at least 256" >&2; exit 2; }
 [ "$fill" -ge 5 ] && [ "$fill" -le 85 ] || { echo "make-bench-fs: --fill must be 5..85" >&2; exit 2; }
-[ "$(id -u)" = 0 ] || { echo "make-bench-fs: must run as root (loop mount)" >&2; exit 1; }
-for tool in mkfs.ext4 e2fsck python3 sha256sum mount umount; do
+[ "$(id -u)" = 0 ] || { echo "make-bench-fs: must run as root (loop or FUSE mount)" >&2; exit 1; }
+case $fs in
+    ext4) fstools="mkfs.ext4 e2fsck" ;;
+    ntfs) fstools="mkntfs ntfs-3g ntfsfix" ;;
+    fat32) fstools="mkfs.fat fsck.fat mcopy mdel" ;;
+esac
+for tool in $fstools python3 sha256sum mount umount mountpoint; do
     command -v "$tool" >/dev/null || { echo "make-bench-fs: missing tool: $tool" >&2; exit 1; }
 done
 
 hash=$(cat "$here/make-bench-fs.sh" "$here/bench-fill.py" | sha256sum | cut -c1-8)
 mkdir -p "$dir"
-vol=$dir/ext4-${size}m-${fill}p-s${seed}-${hash}.img
+vol=$dir/${fs}-${size}m-${fill}p-s${seed}-${hash}.img
 if [ -s "$vol" ] && [ -e "$vol.ok" ]; then
     echo "make-bench-fs: reusing $vol" >&2
     echo "$vol"
@@ -52,7 +69,7 @@ if [ -s "$vol" ] && [ -e "$vol.ok" ]; then
 fi
 
 # Volumes made by older versions of these scripts: drop them (they hold RAM).
-for old in "$dir"/ext4-${size}m-${fill}p-s${seed}-*.img; do
+for old in "$dir/${fs}-${size}m-${fill}p-s${seed}-"*.img; do
     [ -e "$old" ] && [ "$old" != "$vol" ] && rm -f "$old" "$old.ok" "$old.meta"
 done
 
@@ -62,8 +79,10 @@ work=$(mktemp -d /tmp/fsimg-benchfs.XXXXXX)
 mnt=$work/mnt
 mkdir "$mnt"
 tmp=$vol.tmp
+fusepid=""
 cleanup() {
     if mountpoint -q "$mnt" 2>/dev/null; then umount "$mnt" || true; fi
+    if [ -n "$fusepid" ]; then wait "$fusepid" || true; fi
     rm -rf "$work"
     rm -f "$tmp"    # a volume that did not get finished
 }
@@ -75,8 +94,10 @@ t0=$(date +%s)
 echo "make-bench-fs: prefilling $size MiB with pseudorandom bytes" >&2
 python3 "$here/bench-fill.py" prefill "$tmp" "$bytes" "$seed"
 
-export MKE2FS_CONFIG=$work/mke2fs.conf
-cat >"$MKE2FS_CONFIG" <<'EOF'
+case $fs in
+ext4)
+    export MKE2FS_CONFIG=$work/mke2fs.conf
+    cat >"$MKE2FS_CONFIG" <<'EOF'
 [defaults]
 	base_features = sparse_super,large_file,filetype,resize_inode,dir_index,ext_attr
 	default_mntopts = acl,user_xattr
@@ -91,24 +112,84 @@ cat >"$MKE2FS_CONFIG" <<'EOF'
 		inode_size = 256
 	}
 EOF
-echo "make-bench-fs: mkfs.ext4" >&2
-mkfs.ext4 -q -F -t ext4 -b 4096 -I 256 -i 16384 -m 5 -L fsimg-bench \
-    -U 6b656e63-6866-7369-6d67-000000000001 \
-    -E lazy_itable_init=0,lazy_journal_init=0,nodiscard,hash_seed=6b656e63-6866-7369-6d67-000000000002 \
-    "$tmp"
+    echo "make-bench-fs: mkfs.ext4" >&2
+    mkfs.ext4 -q -F -t ext4 -b 4096 -I 256 -i 16384 -m 5 -L fsimg-bench \
+        -U 6b656e63-6866-7369-6d67-000000000001 \
+        -E lazy_itable_init=0,lazy_journal_init=0,nodiscard,hash_seed=6b656e63-6866-7369-6d67-000000000002 \
+        "$tmp"
+    mkfs_desc="mkfs.ext4 -b 4096 -I 256 -i 16384 (e2fsprogs defaults otherwise)"
+    mount -o loop,noatime "$tmp" "$mnt"
+    ;;
+ntfs)
+    echo "make-bench-fs: mkntfs (quick format)" >&2
+    # It warns that a file has no geometry (sector size, heads...): keep that
+    # quiet unless it fails.
+    mkntfs -F -f -q -T -L fsimg-bench "$tmp" >"$work/mkntfs.log" 2>&1 ||
+        { cat "$work/mkntfs.log" >&2; exit 1; }
+    mkfs_desc="mkntfs -f -T (quick format; ntfsprogs defaults otherwise), filled through ntfs-3g"
+    # In the foreground (no_detach), so that after umount we can wait for
+    # ntfs-3g itself to have written everything and closed the file.
+    ntfs-3g -o no_detach,noatime,big_writes "$tmp" "$mnt" &
+    fusepid=$!
+    for _ in $(seq 100); do
+        mountpoint -q "$mnt" && break
+        kill -0 "$fusepid" 2>/dev/null || { echo "make-bench-fs: ntfs-3g failed" >&2; exit 1; }
+        sleep 0.1
+    done
+    mountpoint -q "$mnt" || { echo "make-bench-fs: ntfs-3g did not mount" >&2; exit 1; }
+    ;;
+fat32)
+    echo "make-bench-fs: mkfs.fat -F 32" >&2
+    mkfs.fat -F 32 --invariant -i 6b656e63 -n FSIMGBENCH "$tmp" >/dev/null
+    mkfs_desc="mkfs.fat -F 32 (dosfstools defaults otherwise), filled with mtools"
+    ;;
+esac
 
-echo "make-bench-fs: filling to $fill % through a loop mount" >&2
-mount -o loop,noatime "$tmp" "$mnt"
 target=$((bytes / 100 * fill))
 doomed=$((bytes / 10))
-python3 "$here/bench-fill.py" fill "$mnt" "$target" "$doomed" "$seed" >"$work/meta"
-cat "$work/meta" >&2
-umount "$mnt"
+if [ "$fs" = fat32 ]; then
+    # No kernel vfat needed: the tree is written to a staging directory in
+    # RAM, copied in with mcopy (in directory order, so the doomed files lie
+    # between kept ones), and the doomed files are deleted with mdel.
+    echo "make-bench-fs: filling to $fill % through mtools" >&2
+    export MTOOLS_SKIP_CHECK=1
+    stage=$(mktemp -d /dev/shm/fsimg-benchfs-stage.XXXXXX)
+    # shellcheck disable=SC2064 # expand $stage now
+    trap "rm -rf '$stage'; cleanup" EXIT
+    read -r cap used0 _ < <(python3 "$here/bench-fill.py" fatcap "$tmp")
+    python3 "$here/bench-fill.py" fill "$stage" "$target" "$doomed" "$seed" \
+        --stage "$cap" "$used0" "$work/doomed" >"$work/meta"
+    (cd "$stage" && mcopy -s -Q -m -i "$tmp" ./* ::/)
+    sed 's|^|::/|' "$work/doomed" | xargs -d '\n' -r mdel -i "$tmp"
+    rm -rf "$stage"
+    read -r cap used _ < <(python3 "$here/bench-fill.py" fatcap "$tmp")
+    echo "; used $((used / 1048576)) MiB of $((cap / 1048576)) MiB" >>"$work/meta"
+    tr -d '\n' <"$work/meta" >"$work/meta1" && mv "$work/meta1" "$work/meta"
+    cat "$work/meta" >&2; echo >&2
+else
+    echo "make-bench-fs: filling to $fill % through the mount" >&2
+    python3 "$here/bench-fill.py" fill "$mnt" "$target" "$doomed" "$seed" >"$work/meta"
+    cat "$work/meta" >&2
+    umount "$mnt"
+fi
+if [ -n "$fusepid" ]; then
+    wait "$fusepid" || { echo "make-bench-fs: ntfs-3g exited with an error" >&2; exit 1; }
+    fusepid=""
+fi
 
-echo "make-bench-fs: e2fsck -fn" >&2
-e2fsck -fn "$tmp" >&2
+case $fs in
+ext4)
+    echo "make-bench-fs: e2fsck -fn" >&2
+    e2fsck -fn "$tmp" >&2 ;;
+ntfs)
+    echo "make-bench-fs: ntfsfix -n" >&2
+    ntfsfix -n "$tmp" >&2 ;;
+fat32)
+    echo "make-bench-fs: fsck.fat -n" >&2
+    fsck.fat -n "$tmp" >&2 ;;
+esac
 mv "$tmp" "$vol"
-{ echo "mkfs.ext4 -b 4096 -I 256 -i 16384 (e2fsprogs defaults otherwise), prefilled with pseudorandom bytes, seed $seed;"
+{ echo "$mkfs_desc, prefilled with pseudorandom bytes, seed $seed;"
   sed 's/^fill: //' "$work/meta"; } | tr '\n' ' ' >"$vol.meta"
 touch "$vol.ok"
 echo "make-bench-fs: built $vol in $(( $(date +%s) - t0 )) s" >&2

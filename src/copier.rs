@@ -701,7 +701,7 @@ mod tests {
             for (e, d) in c.pieces() {
                 out[e.offset as usize..e.end() as usize].copy_from_slice(d);
             }
-            Ok(())
+            Ok(Some(c))
         })
         .unwrap();
         assert_eq!(s.trailer.bad_ranges, stats.bad);

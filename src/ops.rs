@@ -543,16 +543,19 @@ pub struct ImageSummary {
 }
 
 /// Reads every record of `input` on a reader thread, decodes and checks
-/// them on `threads` threads, and hands the chunks, in order, to `consume`.
+/// them on `threads` threads, and hands the chunks, in order, to `consume`,
+/// which gives a chunk back (as sinks do) for its buffer to be reused.
 pub fn read_records<R: Read + Send>(
     mut reader: ImageReader<R>,
     threads: usize,
     report: &dyn Report,
-    mut consume: impl FnMut(Chunk) -> Result<()>,
+    mut consume: impl FnMut(Chunk) -> Result<Option<Chunk>>,
 ) -> Result<ImageSummary> {
     let header = reader.header().clone();
     let depth = 2 * threads.max(1);
     let (tx, rx) = sync_channel::<Result<RawRecord>>(depth);
+    // Consumed chunks' buffers go back to the reader thread for reuse.
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(depth + threads.max(1));
     let mut pool: OrderedPool<RawRecord, Result<Chunk, ImageError>> =
         OrderedPool::new(threads, || {
             let mut dctx = None;
@@ -564,6 +567,9 @@ pub fn read_records<R: Read + Send>(
         let rx = rx;
         let reading = s.spawn(move || {
             loop {
+                while let Ok(buf) = free_rx.try_recv() {
+                    reader.recycle(buf);
+                }
                 match reader.next_record() {
                     Ok(Some(r)) => {
                         if tx.send(Ok(r)).is_err() {
@@ -581,7 +587,10 @@ pub fn read_records<R: Read + Send>(
         let mut done = 0u64;
         let mut deliver = |chunk: Chunk| -> Result<()> {
             done += chunk.data.len() as u64;
-            consume(chunk)?;
+            if let Some(back) = consume(chunk)? {
+                // A full channel or a finished reader: the buffer is freed.
+                let _ = free_tx.try_send(back.data);
+            }
             report.progress(done, header.used_bytes);
             Ok(())
         };
@@ -767,7 +776,7 @@ pub fn restore(
                 report.warn("this is a metadata-only image: file contents will read as zeros");
             }
             let summary = read_records(input.reader, threads, report, |chunk| {
-                sink.write_chunk(chunk).map(drop)
+                sink.write_chunk(chunk)
             })?;
             sink.finish()?;
             Ok(ReadSummary::Fsimg(summary))
@@ -803,7 +812,7 @@ pub fn verify(
             input.reader,
             threads,
             report,
-            |_| Ok(()),
+            |c| Ok(Some(c)),
         )?)),
         AnyImage::Foreign { reader, .. } => Ok(ReadSummary::Foreign(read_foreign(
             reader,

@@ -99,7 +99,7 @@ fn read(img: &[u8], threads: usize) -> fsimg::Result<(Vec<Chunk>, ImageSummary)>
     let mut chunks = Vec::new();
     let summary = read_records(reader, threads, &Silent, |c| {
         chunks.push(c);
-        Ok(())
+        Ok(None)
     })?;
     Ok((chunks, summary))
 }
@@ -1091,7 +1091,7 @@ fn read_anything(img: &[u8], via_pool: bool) {
     if via_pool {
         let _ = read_records(reader, 2, &Silent, |c| {
             check(&c);
-            Ok(())
+            Ok(Some(c))
         });
         return;
     }

@@ -185,7 +185,7 @@ fn read(img: &[u8], threads: usize) -> Vec<(Vec<Extent>, Vec<u8>)> {
     let mut got = Vec::new();
     let summary = fsimg::ops::read_records(reader, threads, &fsimg::report::Silent, |c| {
         got.push((c.extents, c.data));
-        Ok(())
+        Ok(None)
     })
     .unwrap();
     assert_eq!(summary.header.device_size, DEVICE);
@@ -306,7 +306,8 @@ fn index_stride_must_be_the_smallest() {
         used_bytes(),
     ));
     let reader = ImageReader::new(Cursor::new(img), "test").unwrap();
-    let err = fsimg::ops::read_records(reader, 1, &fsimg::report::Silent, |_| Ok(())).unwrap_err();
+    let err =
+        fsimg::ops::read_records(reader, 1, &fsimg::report::Silent, |_| Ok(None)).unwrap_err();
     assert!(
         matches!(
             err,
@@ -376,7 +377,8 @@ fn datz_of_two_frames_is_refused() {
     img.extend(r);
     img.extend(trailer(&[(at, 2)], 1, TAIL));
     let reader = ImageReader::new(Cursor::new(img), "test").unwrap();
-    let err = fsimg::ops::read_records(reader, 1, &fsimg::report::Silent, |_| Ok(())).unwrap_err();
+    let err =
+        fsimg::ops::read_records(reader, 1, &fsimg::report::Silent, |_| Ok(None)).unwrap_err();
     assert!(
         matches!(
             err,

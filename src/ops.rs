@@ -358,7 +358,14 @@ pub fn save(
     };
     let (alloc, scrub) = content(&mut opened, checks, opts.content, report)?;
     let map = &alloc.map;
-    let max_record = (image::RECORD_PAYLOAD / cs).max(1) * cs;
+    // Compressed records are larger: zstd compresses each on its own, and
+    // 2 MiB loses half as much context as 1 MiB.
+    let payload = if opts.zstd_level.is_some() {
+        image::ZSTD_RECORD_PAYLOAD
+    } else {
+        image::RECORD_PAYLOAD
+    };
+    let max_record = (payload / cs).max(1) * cs;
     let header = Header {
         minor: header::MINOR,
         fs: opened.fs.kind().code(),

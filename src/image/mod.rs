@@ -16,6 +16,12 @@ pub use writer::ImageWriter;
 pub const MAX_RECORD_PAYLOAD: u32 = 64 << 20;
 /// Payload the writer puts in each record (the copier's chunk size).
 pub const RECORD_PAYLOAD: u32 = 1 << 20;
+/// Payload bytes per record the writer aims for when compressing: each
+/// record is a zstd frame of its own, and larger frames compress better
+/// (on a 4 GiB FAT32 volume, 1 MiB records came out 3.0 % larger than one
+/// zstd stream of the whole image, 2 MiB records 1.5 %, 4 MiB 0.4 % at
+/// half again the memory).
+pub const ZSTD_RECORD_PAYLOAD: u32 = 2 << 20;
 /// Most index entries the writer keeps before halving them.
 pub const MAX_INDEX_ENTRIES: usize = 65_536;
 

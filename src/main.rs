@@ -86,16 +86,17 @@ struct Cli {
     )]
     retries: u32,
 
-    /// Copy only the filesystem's metadata (ext2/3/4, FAT): the copy mounts
-    /// and passes fsck, lists every file with its size, and every file reads
-    /// as zeros.
+    /// Copy only the filesystem's metadata (ext2/3/4, FAT, NTFS): the copy
+    /// mounts and passes fsck, lists every file with its size, and every
+    /// file reads as zeros.
     ///
     /// What such a copy still reveals: every file and directory name and
     /// symlink target, sizes, owners, modes, timestamps, extended attributes
     /// (ACLs, security labels, user.* values), names left in directory blocks
     /// by deleted files, the volume label and boot code, and a journal that
     /// needs recovery (copied whole, with -f). Wiped: data kept inside inodes
-    /// (ext inline data) and a clean journal's old log. Names are not
+    /// (ext inline data, NTFS resident data), a clean ext journal's old log,
+    /// and NTFS timestamps and unused record space. Names are not
     /// scrambled: ext's indexed directories place each entry by a hash of
     /// its name and metadata_csum checksums every directory block, so new
     /// names would fail e2fsck (as e2image -s images do). See README.md.

@@ -33,6 +33,9 @@ Examples:
 Exit status: 0 success, 1 error, 2 bad command line, 3 finished with
 unreadable sectors (--rescue), 130 interrupted.";
 
+/// zstd level of `-z` without a level, and of metadata images.
+const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
 /// Filesystem-aware disk imager: copies only the clusters a filesystem uses.
 #[derive(Parser, Debug)]
 #[command(
@@ -137,6 +140,7 @@ struct Cli {
     format: FormatArg,
 
     /// Compress the image's records with zstd at LEVEL (1-22; 3 if no LEVEL).
+    /// Metadata images (-m -s) are compressed at level 3 without it.
     #[arg(short = 'z', long = "compress", value_name = "LEVEL", num_args = 0..=1,
           default_missing_value = "3", value_parser = clap::value_parser!(i32).range(1..=22),
           requires = "save_image")]
@@ -456,8 +460,15 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 "-z compresses fsimg images only; pipe an ntfsclone image through a compressor (fsimg -s --format ntfsclone -o - SRC | zstd)".into(),
             ));
         }
+        // Metadata images are for sending: zstd by default, which removes
+        // the zeros they keep (an ext journal, reserved GDT blocks, free
+        // FAT entries) and shrinks them tenfold and more.
+        let zstd_level = match (cli.compress, format, cli.metadata) {
+            (None, SaveFormat::Fsimg, true) => Some(DEFAULT_ZSTD_LEVEL),
+            (level, _, _) => level,
+        };
         let opts = ops::SaveOptions {
-            zstd_level: cli.compress,
+            zstd_level,
             threads,
             content,
             format,

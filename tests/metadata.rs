@@ -207,12 +207,11 @@ struct Ratios {
     meta_z: u64,
 }
 
-/// The metadata image is smaller than the full one, and compressed a
-/// small fraction of it (the plain image keeps zeros: the journal, the
-/// reserved GDT blocks, the free entries of the FATs).
+/// The metadata image (compressed by default) is a small fraction of the
+/// full image, plain or compressed.
 fn assert_small(rows: &[Ratios]) {
     for r in rows {
-        assert!(r.meta < r.full, "{}: {} >= {}", r.name, r.meta, r.full);
+        assert!(r.meta * 20 < r.full, "{}: {} vs {}", r.name, r.meta, r.full);
         assert!(
             r.meta_z * 10 < r.full_z,
             "{}: compressed {} vs {}",
@@ -224,7 +223,7 @@ fn assert_small(rows: &[Ratios]) {
 }
 
 fn print_ratios(kind: &str, rows: &[Ratios]) {
-    eprintln!("{kind}: metadata image / full image (plain; zstd -z)");
+    eprintln!("{kind}: -m -s image (zstd by default) / full image, plain; then both with -z");
     for r in rows {
         eprintln!(
             "  {:20} {:>9} / {:>9} = {:5.1}%   {:>7} / {:>8} = {:5.2}%",

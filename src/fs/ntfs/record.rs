@@ -27,8 +27,15 @@ pub enum Kind {
 /// Applies the update sequence of the record in `buf` in place after
 /// checking it. Returns what the signature says, or the problem.
 pub fn fixup(buf: &mut [u8]) -> Result<Kind, String> {
+    fixup_signed(buf, b"FILE")
+}
+
+/// [`fixup`] for any structure with an update sequence (`FILE` records,
+/// `INDX` blocks) whose signature is `magic`. Every protected stride is
+/// checked before any is changed, so a torn structure is left as it was.
+pub fn fixup_signed(buf: &mut [u8], magic: &[u8; 4]) -> Result<Kind, String> {
     match &buf[0..4] {
-        b"FILE" => {}
+        sig if sig == magic => {}
         [0, 0, 0, 0] => return Ok(Kind::Blank),
         b"BAAD" => return Err("marked BAAD (a multi-sector transfer failed)".into()),
         sig => return Err(format!("bad signature {:?}", String::from_utf8_lossy(sig))),
@@ -44,14 +51,17 @@ pub fn fixup(buf: &mut [u8]) -> Result<Kind, String> {
         ));
     }
     let usn = [buf[usa_ofs], buf[usa_ofs + 1]];
+    if let Some(end) = (1..usa_count)
+        .map(|i| i * FIXUP_STRIDE)
+        .find(|&end| buf[end - 2..end] != usn)
+    {
+        return Err(format!(
+            "update sequence mismatch at byte {} of the record (a torn write)",
+            end - 2
+        ));
+    }
     for i in 1..usa_count {
         let end = i * FIXUP_STRIDE;
-        if buf[end - 2..end] != usn {
-            return Err(format!(
-                "update sequence mismatch at byte {} of the record (a torn write)",
-                end - 2
-            ));
-        }
         let e = usa_ofs + 2 * i;
         let fix = [buf[e], buf[e + 1]];
         buf[end - 2..end].copy_from_slice(&fix);
@@ -287,10 +297,12 @@ pub(crate) mod tests {
     fn a_torn_record_is_named() {
         let mut r = record(&[], 1);
         r[1022] ^= 1;
+        let torn = r.clone();
         assert_eq!(
             fixup(&mut r),
             Err("update sequence mismatch at byte 1022 of the record (a torn write)".into())
         );
+        assert_eq!(r, torn, "a torn record is left as it was");
         let mut r = record(&[], 1);
         r[0..4].copy_from_slice(b"BAAD");
         assert!(fixup(&mut r).unwrap_err().contains("BAAD"));

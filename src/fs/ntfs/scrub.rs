@@ -290,16 +290,9 @@ pub fn scrub_record(buf: &mut [u8], n: u64, keep_times: bool) {
 /// Wipes an `INDX` block in place: the slack after its entries and, unless
 /// kept, the timestamps of its entries.
 pub fn scrub_index_block(buf: &mut [u8], keep_times: bool) {
-    if buf.len() < 0x28 || &buf[0..4] != b"INDX" {
+    if buf.len() < 0x28 || record::fixup_signed(buf, b"INDX") != Ok(Kind::File) {
         return;
     }
-    // Same update sequence layout as a file record.
-    let mut probe = buf.to_vec();
-    probe[0..4].copy_from_slice(b"FILE");
-    if record::fixup(&mut probe) != Ok(Kind::File) {
-        return;
-    }
-    buf[4..].copy_from_slice(&probe[4..]);
     let h = 0x18;
     let first = h + u32le(buf, h) as usize;
     let in_use = (h + u32le(buf, h + 4) as usize).min(buf.len());

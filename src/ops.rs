@@ -565,8 +565,8 @@ pub fn read_records<R: Read + Send>(
     let (free_tx, free_rx) = sync_channel::<Vec<u8>>(depth + threads.max(1));
     let mut pool: OrderedPool<RawRecord, Result<Chunk, ImageError>> =
         OrderedPool::new(threads, || {
-            let mut dctx = None;
-            move |r: RawRecord| r.decode(&mut dctx)
+            let (mut dctx, mut spare) = (None, Vec::new());
+            move |r: RawRecord| r.decode(&mut dctx, &mut spare)
         });
     thread::scope(|s| {
         // `rx` moves into this closure, so an early return drops it before

@@ -1097,7 +1097,7 @@ fn read_anything(img: &[u8], via_pool: bool) {
     }
     let mut dctx = None;
     while let Ok(Some(raw)) = reader.next_record() {
-        match raw.decode(&mut dctx) {
+        match raw.decode(&mut dctx, &mut Vec::new()) {
             Ok(c) => check(&c),
             Err(_) => return,
         }

@@ -224,9 +224,13 @@ pub struct RawRecord {
 
 impl RawRecord {
     /// Decompresses (if needed) and checks the payload against its CRC.
+    /// A compressed payload is decompressed into `spare`, which then holds
+    /// the compressed bytes' buffer, for the next record (no allocation per
+    /// record).
     pub fn decode(
         self,
         dctx: &mut Option<zstd::bulk::Decompressor<'static>>,
+        spare: &mut Vec<u8>,
     ) -> Result<Chunk, ImageError> {
         let data = if self.zstd {
             // One frame, nothing after it (zstd would decode a second one).
@@ -250,7 +254,9 @@ impl RawRecord {
                     }
                 })?),
             };
-            let mut out = Vec::with_capacity(self.raw_len as usize);
+            let mut out = std::mem::take(spare);
+            out.clear();
+            out.reserve(self.raw_len as usize);
             d.decompress_to_buffer(&self.stored, &mut out)
                 .map_err(|e| ImageError::Decompress {
                     offset: self.offset,
@@ -262,6 +268,7 @@ impl RawRecord {
                     why: format!("{} bytes instead of {}", out.len(), self.raw_len),
                 });
             }
+            *spare = self.stored;
             out
         } else {
             self.stored

@@ -12,15 +12,18 @@ use crate::error::{Error, Result};
 use crate::pool::OrderedPool;
 use crate::sink::Sink;
 
-/// An encoded record: its header and table, and the compressed payload
-/// (`None`: the chunk's own bytes are the payload).
+/// An encoded record: its header and table, and the compressed payload in
+/// `packed` (unless `compressed` is false: the chunk's own bytes are the
+/// payload then, and `packed` is only a buffer to reuse).
 struct Encoded {
     head: Vec<u8>,
-    payload: Option<Vec<u8>>,
+    packed: Vec<u8>,
+    compressed: bool,
     layout: Layout,
 }
 
-type Job = (Chunk, Layout);
+/// A chunk to encode, and a buffer for its compressed bytes.
+type Job = (Chunk, Layout, Vec<u8>);
 type Done = (Chunk, io::Result<Encoded>);
 
 /// Writes an image to `W`.
@@ -36,26 +39,42 @@ pub struct ImageWriter<W: Write> {
     bad_ranges: Vec<Extent>,
     pool: Option<OrderedPool<Job, Done>>,
     max_in_flight: u64,
+    /// Compressed-payload buffers of written records, for the next ones
+    /// (no allocation per record).
+    spare: Vec<Vec<u8>>,
     finished: bool,
 }
 
-/// Encodes one record, compressing with `zstd` when given and when that
-/// makes it smaller.
+/// Encodes one record, compressing with `zstd` into `packed` when given,
+/// and keeping it when that makes it smaller.
 fn encode(
     data: &[u8],
     layout: Layout,
     zstd: Option<&mut zstd::bulk::Compressor<'static>>,
+    mut packed: Vec<u8>,
 ) -> io::Result<Encoded> {
     let crc = crc32fast::hash(data);
     let raw_len = data.len() as u32;
     let compressed = match zstd {
-        Some(c) => Some(c.compress(data)?).filter(|z| z.len() < data.len()),
-        None => None,
+        Some(c) => {
+            // The bound makes the frame always fit: the capacity is what
+            // zstd writes into.
+            packed.clear();
+            packed.reserve(zstd::zstd_safe::compress_bound(data.len()));
+            c.compress_to_buffer(data, &mut packed)?;
+            packed.len() < data.len()
+        }
+        None => false,
     };
-    let stored = compressed.as_ref().map_or(raw_len, |z| z.len() as u32);
+    let stored = if compressed {
+        packed.len() as u32
+    } else {
+        raw_len
+    };
     Ok(Encoded {
-        head: encode_head(compressed.is_some(), &layout, raw_len, stored, crc),
-        payload: compressed,
+        head: encode_head(compressed, &layout, raw_len, stored, crc),
+        packed,
+        compressed,
         layout,
     })
 }
@@ -85,9 +104,9 @@ impl<W: Write> ImageWriter<W> {
                     let _ = c.include_checksum(false);
                     c
                 });
-                move |(chunk, layout): Job| -> Done {
+                move |(chunk, layout, packed): Job| -> Done {
                     let r = match &mut ctx {
-                        Ok(c) => encode(&chunk.data, layout, Some(c)),
+                        Ok(c) => encode(&chunk.data, layout, Some(c), packed),
                         Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
                     };
                     (chunk, r)
@@ -106,6 +125,7 @@ impl<W: Write> ImageWriter<W> {
             bad_ranges: Vec::new(),
             max_in_flight: 2 * threads.max(1) as u64,
             pool,
+            spare: Vec::new(),
             finished: false,
         })
     }
@@ -135,10 +155,15 @@ impl<W: Write> ImageWriter<W> {
         self.used_clusters += enc.layout.clusters;
         self.used_bytes += chunk.data.len() as u64;
         self.put(&enc.head)?;
-        match &enc.payload {
-            Some(z) => self.put(z),
-            None => self.put(&chunk.data),
+        if enc.compressed {
+            self.put(&enc.packed)?;
+        } else {
+            self.put(&chunk.data)?;
         }
+        if enc.packed.capacity() > 0 && (self.spare.len() as u64) <= self.max_in_flight {
+            self.spare.push(enc.packed);
+        }
+        Ok(())
     }
 
     fn emit_done(&mut self, (chunk, enc): Done) -> Result<Chunk> {
@@ -158,7 +183,7 @@ impl<W: Write> Sink for ImageWriter<W> {
         debug_assert!(layout.first_cluster >= self.prev_end);
         self.prev_end = layout.end_cluster;
         let Some(pool) = self.pool.as_mut() else {
-            let enc = encode(&chunk.data, layout, None).map_err(|e| Error::Write {
+            let enc = encode(&chunk.data, layout, None, Vec::new()).map_err(|e| Error::Write {
                 target: self.name.clone(),
                 offset: self.pos,
                 source: e,
@@ -166,7 +191,8 @@ impl<W: Write> Sink for ImageWriter<W> {
             self.emit(&chunk, enc)?;
             return Ok(Some(chunk));
         };
-        pool.submit((chunk, layout));
+        let packed = self.spare.pop().unwrap_or_default();
+        pool.submit((chunk, layout, packed));
         if pool.in_flight() < self.max_in_flight {
             return Ok(None);
         }

@@ -7,6 +7,9 @@ Usage:
     bench-readused.py copy VOL RANGES OUT [CHUNK]
                                               the same, each read pwritten at its offset to
                                               OUT, a new file of VOL's size (a sparse clone)
+    bench-readused.py write VOL RANGES OUT [CHUNK]
+                                              only the pwrites of `copy`, from a buffer filled
+                                              once (no reads): the floor of filling the pages
 
 `ranges` walks CLONE, a sparse clone of the volume (fsimg -o, which writes
 exactly the used clusters of any filesystem it knows and leaves the rest as
@@ -19,7 +22,8 @@ time it took on stderr.  It is what any tool that copies the used clusters
 must at least do.  `copy` also pwrites each read to OUT: a plain,
 one-thread copy of the used ranges into a sparse file, the yardstick for a
 sparse clone (a copy that overlaps its reads and writes on two threads can
-beat it).
+beat it).  `write` leaves the reads out: what writing the used bytes into
+new pages of OUT costs by itself, which no sparse clone can go below.
 """
 import errno
 import mmap
@@ -54,7 +58,8 @@ def main():
         for off, n in data_extents(sys.argv[2]):
             print(off, n)
         return
-    copy = len(sys.argv) in (5, 6) and sys.argv[1] == "copy"
+    write = len(sys.argv) in (5, 6) and sys.argv[1] == "write"
+    copy = len(sys.argv) in (5, 6) and sys.argv[1] == "copy" or write
     if len(sys.argv) in (4, 5) and sys.argv[1] == "read" or copy:
         n_args = 5 if copy else 4
         chunk = int(sys.argv[n_args]) if len(sys.argv) == n_args + 1 else 4 << 20
@@ -67,6 +72,8 @@ def main():
         buf = mmap.mmap(-1, chunk)
         mv = memoryview(buf)
         fd = os.open(sys.argv[2], os.O_RDONLY)
+        if write:
+            os.preadv(fd, [mv], 0)
         out = -1
         total = reads = 0
         t0 = time.perf_counter()
@@ -77,7 +84,7 @@ def main():
             end = off + n
             while off < end:
                 k = min(chunk, end - off)
-                got = os.preadv(fd, [mv[:k]], off)
+                got = k if write else os.preadv(fd, [mv[:k]], off)
                 if got <= 0:
                     sys.exit(f"short read at {off}")
                 if copy and os.pwritev(out, [mv[:got]], off) != got:
@@ -91,7 +98,7 @@ def main():
         os.close(fd)
         mv.release()
         buf.close()
-        print(f"read {total} bytes in {reads} reads of {len(ranges)} ranges in {dt:.3f} s "
+        print(f"{'wrote' if write else 'read'} {total} bytes in {reads} reads of {len(ranges)} ranges in {dt:.3f} s "
               f"({total / dt / 2**20:.0f} MiB/s)", file=sys.stderr)
         return
     sys.exit(__doc__)

@@ -4,7 +4,7 @@
 #
 # Usage: tools/bench.sh [ext4|ntfs|fat32|all] [--size MIB] [--fill PCT] [--runs N]
 #                       [--seed N] [--only SCENARIOS] [--label TEXT]
-#                       [--no-md | --md FILE] [--profile] [--keep | --drop]
+#                       [--no-md | --md FILE] [--profile] [--keep | --drop] [--no-pretouch]
 #   defaults: ext4, --size 4096, --fill 40, --runs 5
 #   all:      ext4, then ntfs, then fat32
 #   --only:   comma-separated subset of save,clone,restore,zstd,limit
@@ -16,6 +16,10 @@
 #   --keep / --drop: keep each volume cached in /dev/shm after its run, or
 #             remove it; default: keep with one filesystem, drop with `all`
 #             (three cached 4 GiB volumes would crowd the RAM)
+#   --no-pretouch: do not write and free ~2x the used bytes of memory before
+#             each run that writes a file (done by default: on a VM, pages the
+#             host took back make the next run that fills them 1x-5x slower
+#             at random; see tools/bench.py)
 #   FSIMG=path/to/fsimg uses that binary instead of `cargo build --release`.
 #
 # Needs root (the volumes are filled through a loop or FUSE mount, FAT
@@ -47,7 +51,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-fs=ext4 size=4096 fill=40 runs=5 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0 keep=""
+fs=ext4 size=4096 fill=40 runs=5 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0 keep="" pretouch=""
 while [ $# -gt 0 ]; do
     case $1 in
         ext4|ntfs|fat32|all) fs=$1; shift ;;
@@ -61,6 +65,7 @@ while [ $# -gt 0 ]; do
         --md) md=$2; shift 2 ;;
         --profile) profile=1; shift ;;
         --keep) keep=1; shift ;;
+        --no-pretouch) pretouch=0; shift ;;
         --drop) keep=0; shift ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench: unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -131,7 +136,8 @@ for f in $filesystems; do
         echo "bench: /dev/shm has $((have / 1024)) MiB free, want about $((need / 1024)) MiB for outputs" >&2
     fi
     FSIMG_DESC=$desc python3 "$here/bench.py" --fsimg "$FSIMG" --vol "$vol" --runs "$runs" --work "$work/$f" \
-        ${md:+--md "$md"} ${label:+--label "$label"} ${only:+--only "$only"} ${shim:+--shim "$shim"}
+        ${md:+--md "$md"} ${label:+--label "$label"} ${only:+--only "$only"} ${shim:+--shim "$shim"} \
+        ${pretouch:+--pretouch "$pretouch"}
     if [ "$profile" = 1 ]; then
         prof=$( { FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" save
                   FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" clone

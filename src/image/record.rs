@@ -289,3 +289,51 @@ impl RawRecord {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A compressed record of `data` at image offset 4096 that claims
+    /// `raw_len` bytes.
+    fn zstd_record(data: &[u8], raw_len: u32) -> RawRecord {
+        RawRecord {
+            offset: 4096,
+            zstd: true,
+            extents: vec![Extent {
+                offset: 0,
+                len: u64::from(raw_len),
+            }],
+            raw_len,
+            payload_crc: crc32fast::hash(data),
+            stored: zstd::bulk::compress(data, 3).unwrap(),
+        }
+    }
+
+    #[test]
+    fn records_decode_through_one_reused_buffer() {
+        let (mut dctx, mut spare) = (None, Vec::new());
+        // Growing and shrinking records, each into what the last one left.
+        for (fill, len) in [(1u8, 100_000), (2, 300_000), (3, 5_000), (4, 200_000)] {
+            let data = vec![fill; len];
+            let chunk = zstd_record(&data, len as u32)
+                .decode(&mut dctx, &mut spare)
+                .unwrap();
+            assert_eq!(chunk.data, data);
+            // The compressed bytes' buffer is kept for the next record.
+            assert!(spare.capacity() > 0);
+        }
+    }
+
+    #[test]
+    fn a_frame_longer_than_stated_is_refused_even_into_a_larger_buffer() {
+        let data = vec![7u8; 8192];
+        let mut spare = Vec::with_capacity(1 << 20);
+        match zstd_record(&data, 4096).decode(&mut None, &mut spare) {
+            Err(ImageError::Decompress { offset, why }) => {
+                assert_eq!((offset, why.as_str()), (4096, "8192 bytes instead of 4096"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

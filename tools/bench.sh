@@ -5,6 +5,7 @@
 # Usage: tools/bench.sh [ext4|ntfs|fat32|all] [--size MIB] [--fill PCT] [--runs N]
 #                       [--seed N] [--only SCENARIOS] [--label TEXT]
 #                       [--no-md | --md FILE] [--profile] [--keep | --drop] [--no-pretouch]
+#                       [--no-settle]
 #   defaults: ext4, --size 4096, --fill 40, --runs 5
 #   all:      ext4, then ntfs, then fat32
 #   --only:   comma-separated subset of save,clone,restore,zstd,limit
@@ -20,6 +21,9 @@
 #             each run that writes a file (done by default: on a VM, pages the
 #             host took back make the next run that fills them 1x-5x slower
 #             at random; see tools/bench.py)
+#   --no-settle: do not wait, before each run, for the guest to finish handing
+#             freed memory back to the host (done by default where the kernel
+#             counts it: while it runs, every tool runs up to 4x slower)
 #   FSIMG=path/to/fsimg uses that binary instead of `cargo build --release`.
 #
 # Needs root (the volumes are filled through a loop or FUSE mount, FAT
@@ -51,7 +55,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-fs=ext4 size=4096 fill=40 runs=5 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0 keep="" pretouch=""
+fs=ext4 size=4096 fill=40 runs=5 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0 keep="" pretouch="" settle=""
 while [ $# -gt 0 ]; do
     case $1 in
         ext4|ntfs|fat32|all) fs=$1; shift ;;
@@ -66,6 +70,7 @@ while [ $# -gt 0 ]; do
         --profile) profile=1; shift ;;
         --keep) keep=1; shift ;;
         --no-pretouch) pretouch=0; shift ;;
+        --no-settle) settle=--no-settle; shift ;;
         --drop) keep=0; shift ;;
         -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
         *) echo "bench: unknown argument: $1 (see --help)" >&2; exit 2 ;;
@@ -137,7 +142,7 @@ for f in $filesystems; do
     fi
     FSIMG_DESC=$desc python3 "$here/bench.py" --fsimg "$FSIMG" --vol "$vol" --runs "$runs" --work "$work/$f" \
         ${md:+--md "$md"} ${label:+--label "$label"} ${only:+--only "$only"} ${shim:+--shim "$shim"} \
-        ${pretouch:+--pretouch "$pretouch"}
+        ${pretouch:+--pretouch "$pretouch"} $settle
     if [ "$profile" = 1 ]; then
         prof=$( { FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" save
                   FSIMG=$FSIMG "$here/bench-profile.sh" "$vol" clone

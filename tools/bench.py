@@ -21,16 +21,16 @@ Nothing is dropped from the page cache: the volume lives in tmpfs.
 
 Before every run (warm-up or timed) of a tool that writes a file, untimed,
 the runner writes and frees about twice the used bytes of anonymous memory
-(--pretouch MIB; 0 turns it off).  On a virtual machine whose host takes back the RAM the guest frees
-(free page reporting, ballooning), the first write to each such page faults
-in the host, and runs that fill new tmpfs pages (clone, restore) took 1x to
-5x their time at random, whichever tool ran: a 1.6 GB pread+pwrite copy took
-0.7 s to 4 s, and always 0.7-0.95 s right after the memory was touched.  The
-touch puts the pages back for every tool alike; on bare metal it changes
-nothing.  Runs that only read (saves to /dev/null, the read limit) go
-without: right after a touch they were slower (0.29-0.36 s instead of
-0.21-0.27 s for fsimg's ext4 save), the guest still busy with the freed
-pages.
+(--pretouch MIB; 0 turns it off). On a virtual machine whose host takes back
+the RAM the guest frees (free page reporting, ballooning), the first write
+to each such page faults in the host, and runs that fill new tmpfs pages
+(clone, restore) took 1x to 5x their time at random, whichever tool ran: a
+1.6 GB pread+pwrite copy took 0.7 s to 4 s, and always 0.7-0.95 s right
+after the memory was touched. The touch puts the pages back for every tool
+alike; on bare metal it changes nothing. Runs that only read (saves to
+/dev/null, the read limit) go without: right after a touch they were slower
+(0.29-0.36 s instead of 0.21-0.27 s for fsimg's ext4 save), the guest still
+busy with the freed pages.
 
 And before every run, untimed, the runner waits for the guest to finish
 handing freed memory back to the host (--no-settle turns it off): where the

@@ -870,9 +870,10 @@ def main():
                   f"{used / MiB:.0f} MiB used ({100 * frac:.1f} %), {nranges} used ranges")
         if meta:
             md.append(f"- contents: {meta}")
-        md.append(f"- {a.runs} timed runs per tool after one untimed warm-up, tools alternating "
-                  "each round; median wall time; MiB/s = used bytes / median time; peak RSS = "
-                  "max ru_maxrss over the runs (summed over pipeline stages); "
+        md.append(f"- {a.runs} timed runs per tool after one untimed warm-up, each round running "
+                  "every tool once in a seeded shuffled order; median wall time; "
+                  "MiB/s = used bytes / median time; peak RSS = max ru_maxrss over the runs "
+                  "(summed over pipeline stages); "
                   "fsimg/peer time > 1 means fsimg is slower; "
                   + (f"{PRETOUCH // MiB} MiB of memory written and freed before each run "
                      "that writes a file (VM page backing, see tools/bench.py); "

@@ -38,7 +38,8 @@
 # Each volume is built by tools/make-bench-fs.sh and cached in /dev/shm, so it
 # and every output stay in RAM (needs about 2.5x the volume size free in
 # /dev/shm).  Scenarios, each with one untimed warm-up (its output checked:
-# a wrong result fails the run) and N timed rounds, tools alternating:
+# a wrong result fails the run) and N timed rounds, each running every tool
+# once, in a seeded shuffled order:
 #   save     fsimg -s -o - VOL >/dev/null | ntfsclone -s -o - VOL (NTFS)
 #            | partclone.FS -c -s VOL -o - >/dev/null | e2image -ra VOL - (ext4)
 #   clone    fsimg -o OUT VOL | ntfsclone -o OUT VOL (NTFS) | e2image -ra VOL OUT (ext4)

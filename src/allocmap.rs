@@ -7,6 +7,8 @@
 
 use bitvec::prelude::*;
 
+use crate::extent::{Extent, UsedExtents};
+
 /// A run of used clusters: `count` clusters starting at `first`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Run {
@@ -178,6 +180,31 @@ impl AllocationMap {
             bits: &self.bits,
             pos: usize::try_from(from).unwrap_or(usize::MAX),
         }
+    }
+}
+
+impl UsedExtents for AllocationMap {
+    fn unit(&self) -> u32 {
+        self.cluster_size
+    }
+
+    fn device_size(&self) -> u64 {
+        self.device_size
+    }
+
+    fn extents(&self) -> Box<dyn Iterator<Item = Extent> + '_> {
+        Box::new(self.runs().map(|r| {
+            let (offset, len) = self.run_bytes(r);
+            Extent { offset, len }
+        }))
+    }
+
+    fn used_bytes(&self) -> u64 {
+        AllocationMap::used_bytes(self)
+    }
+
+    fn used_units(&self) -> u64 {
+        self.used_clusters()
     }
 }
 

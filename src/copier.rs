@@ -11,28 +11,12 @@
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread;
 
-use crate::allocmap::{AllocationMap, Runs};
 use crate::error::{Error, Result};
+pub use crate::extent::{Extent, UsedExtents, push_range};
 use crate::fs::Scrub;
 use crate::report::Report;
 use crate::sink::Sink;
 use crate::source::Source;
-
-/// A contiguous piece of the volume: `len` bytes at byte `offset`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Extent {
-    /// Byte offset in the volume.
-    pub offset: u64,
-    /// Length in bytes.
-    pub len: u64,
-}
-
-impl Extent {
-    /// One past the last byte.
-    pub fn end(&self) -> u64 {
-        self.offset + self.len
-    }
-}
 
 /// What an unreadable sector is filled with in rescue mode: these 10 bytes,
 /// then `?` to the end of the sector (ntfsclone's convention).
@@ -86,24 +70,23 @@ impl Default for CopyOptions {
     }
 }
 
-/// Cuts the runs of a map into chunk-sized lists of extents.
+/// Cuts the extents of a plan into chunk-sized lists of extents.
 pub struct ChunkPlan<'a> {
-    map: &'a AllocationMap,
-    runs: Runs<'a>,
-    /// The rest of a run that did not fit the previous chunk.
+    extents: Box<dyn Iterator<Item = Extent> + 'a>,
+    /// The rest of an extent that did not fit the previous chunk.
     pending: Option<Extent>,
     limit: u64,
 }
 
 impl<'a> ChunkPlan<'a> {
-    /// Plans chunks of at most `chunk_bytes` used bytes over `map`.
-    pub fn new(map: &'a AllocationMap, chunk_bytes: u64) -> Self {
-        let cs = u64::from(map.cluster_size());
+    /// Plans chunks of at most `chunk_bytes` used bytes over `map`, cut on
+    /// its units.
+    pub fn new(map: &'a dyn UsedExtents, chunk_bytes: u64) -> Self {
+        let unit = u64::from(map.unit().max(1));
         ChunkPlan {
-            map,
-            runs: map.runs(),
+            extents: map.extents(),
             pending: None,
-            limit: (chunk_bytes / cs).max(1) * cs,
+            limit: (chunk_bytes / unit).max(1) * unit,
         }
     }
 }
@@ -117,11 +100,8 @@ impl Iterator for ChunkPlan<'_> {
         while room > 0 {
             let e = match self.pending.take() {
                 Some(e) => e,
-                None => match self.runs.next() {
-                    Some(r) => {
-                        let (offset, len) = self.map.run_bytes(r);
-                        Extent { offset, len }
-                    }
+                None => match self.extents.next() {
+                    Some(e) => e,
                     None => break,
                 },
             };
@@ -152,15 +132,6 @@ pub struct CopyStats {
     pub chunks: u64,
     /// Unreadable ranges, ascending and merged (rescue mode).
     pub bad: Vec<Extent>,
-}
-
-/// Appends `e` to ascending `ranges`, merging it with the last one if they
-/// touch.
-pub fn push_range(ranges: &mut Vec<Extent>, e: Extent) {
-    match ranges.last_mut() {
-        Some(last) if last.end() == e.offset => last.len += e.len,
-        _ => ranges.push(e),
-    }
 }
 
 /// Fills an unreadable piece with the bad-sector marker.
@@ -286,11 +257,11 @@ pub fn read_chunk(
     Ok(())
 }
 
-/// Copies the used clusters of `map` from `src` to `sink`, reading on a
+/// Copies the used bytes `map` plans from `src` to `sink`, reading on a
 /// second thread. The sink is not finished; the caller does that.
 pub fn copy(
     src: &dyn Source,
-    map: &AllocationMap,
+    map: &dyn UsedExtents,
     sink: &mut dyn Sink,
     opts: &CopyOptions,
     report: &dyn Report,
@@ -302,7 +273,7 @@ pub fn copy(
 /// (metadata-only copies).
 pub fn copy_scrubbed(
     src: &dyn Source,
-    map: &AllocationMap,
+    map: &dyn UsedExtents,
     sink: &mut dyn Sink,
     opts: &CopyOptions,
     scrub: Option<&dyn Scrub>,
@@ -372,6 +343,7 @@ pub fn copy_scrubbed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::allocmap::AllocationMap;
     use crate::source::MemSource;
 
     struct Collect(Vec<(u64, Vec<u8>)>);

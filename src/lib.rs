@@ -24,6 +24,7 @@ pub mod allocmap;
 pub mod bytes;
 pub mod copier;
 pub mod error;
+pub mod extent;
 pub mod foreign;
 pub mod fs;
 pub mod image;

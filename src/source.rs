@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -174,5 +175,78 @@ impl Source for MemSource {
 
     fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// A range of another source, read as a volume of its own: a partition of
+/// a disk. Filesystem modules read it from byte 0 and never learn where it
+/// lies on the disk.
+#[derive(Clone)]
+pub struct SourceView {
+    inner: Arc<dyn Source>,
+    start: u64,
+    len: u64,
+    name: String,
+}
+
+impl SourceView {
+    /// `len` bytes of `inner` from byte `start` (clamped to `inner`), named
+    /// `name` in messages.
+    pub fn new(inner: Arc<dyn Source>, start: u64, len: u64, name: String) -> Self {
+        let start = start.min(inner.size());
+        let len = len.min(inner.size() - start);
+        SourceView {
+            inner,
+            start,
+            len,
+            name,
+        }
+    }
+
+    /// Where the view starts in the source it is cut from.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+}
+
+impl Source for SourceView {
+    fn size(&self) -> u64 {
+        self.len
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .ok_or(io::ErrorKind::UnexpectedEof)?;
+        if end > self.len {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        self.inner.read_exact_at(buf, self.start + offset)
+    }
+
+    fn sector_size(&self) -> u32 {
+        self.inner.sector_size()
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Source for Arc<dyn Source> {
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        (**self).read_exact_at(buf, offset)
+    }
+
+    fn sector_size(&self) -> u32 {
+        (**self).sector_size()
+    }
+
+    fn name(&self) -> &str {
+        (**self).name()
     }
 }

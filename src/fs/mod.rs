@@ -202,6 +202,11 @@ pub fn open(src: &dyn Source, choice: FsChoice) -> Result<Box<dyn Filesystem>> {
     }
 }
 
+/// Whether `src` holds a filesystem fsimg recognises.
+pub fn probe_any(src: &dyn Source) -> Result<bool> {
+    Ok(ntfs::Ntfs::probe(src)? || ext::Ext::probe(src)? || fat::Fat::probe(src)?)
+}
+
 /// A short description of what an unrecognised volume starts with.
 fn describe_unknown(src: &dyn Source) -> Result<String> {
     let n = src.size().min(4096) as usize;

@@ -23,6 +23,7 @@
 pub mod allocmap;
 pub mod bytes;
 pub mod copier;
+pub mod disk;
 pub mod error;
 pub mod extent;
 pub mod foreign;

@@ -7,6 +7,7 @@
 use std::io;
 use std::path::PathBuf;
 
+use crate::disk::DiskError;
 use crate::foreign::ForeignError;
 use crate::fs::ext::ExtError;
 use crate::fs::fat::FatError;
@@ -123,6 +124,28 @@ pub enum Error {
     #[error(transparent)]
     Foreign(#[from] ForeignError),
 
+    /// The partition table is corrupt or cannot be written to the target.
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+
+    /// The partition table of a named disk is corrupt.
+    #[error("{name}: partition table: {source}")]
+    Table {
+        /// Name of the disk.
+        name: String,
+        /// What is wrong.
+        source: DiskError,
+    },
+
+    /// A filesystem inside a partition of a disk is corrupt.
+    #[error("{name}: {source}")]
+    Partition {
+        /// The partition ("sd.img partition 2").
+        name: String,
+        /// What is wrong.
+        source: Box<Error>,
+    },
+
     /// The filesystem is not clean and `--force` was not given.
     #[error("{name}: {problem}; {hint}, or use --force to copy it anyway")]
     NotClean {
@@ -197,6 +220,23 @@ pub enum Error {
         needed: u64,
         /// Bytes the target has.
         actual: u64,
+    },
+
+    /// A partition of a disk does not fit the target.
+    #[error(
+        "{target} is too small for this disk ({size} bytes): partition {number} ({fs}) ends {shortfall} bytes past its last usable sector"
+    )]
+    DiskTooSmall {
+        /// The target.
+        target: String,
+        /// Bytes of the target.
+        size: u64,
+        /// The partition that does not fit.
+        number: u32,
+        /// What it holds.
+        fs: &'static str,
+        /// Bytes the target lacks for it.
+        shortfall: u64,
     },
 
     /// The user interrupted the run.

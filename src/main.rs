@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fsimg::error::Error;
 use fsimg::foreign::ReadOptions;
 use fsimg::fs::FsChoice;
-use fsimg::ops::{self, Checks, Output, ReadSummary, SaveFormat};
+use fsimg::ops::{self, Checks, DiskOptions, Output, ReadSummary, SaveFormat};
 use fsimg::report::Report;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
@@ -29,6 +29,14 @@ Examples:
   fsimg -r -O /dev/sda2 backup.ntfsclone    restore an ntfsclone image
   gunzip -c sda2.ntfs-ptcl-img.gz | fsimg -r -O /dev/sda2 -    ... or a partclone image
   fsimg -s --format ntfsclone -o - /dev/sda2 | ntfsclone -r -O /dev/sdb2 -
+
+Whole disks (MBR or GPT: tables, boot gap, used blocks of each partition):
+  fsimg info /dev/mmcblk0                   table, partitions, filesystems, used, offsets
+  fsimg -o sd.img /dev/mmcblk0              sparse disk image, usable with losetup -P
+  fsimg -s -z -o sd.fsimg /dev/mmcblk0      one image file for the whole disk
+  fsimg -r -O /dev/sdc sd.fsimg             onto a disk of any size the partitions fit
+  fsimg -r -O /dev/sdc --grow-last sd.fsimg ... with the last partition filling it
+  fsimg -r -O /dev/sdc2 --partition 2 sd.fsimg   one partition out of a disk image
 
 Exit status: 0 success, 1 error, 2 bad command line, 3 finished with
 unreadable sectors (--rescue), 130 interrupted.";
@@ -154,6 +162,22 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = FsTypeArg::Auto)]
     fs_type: FsTypeArg,
 
+    /// Take partition N of a disk (a device, a disk image, or with -r an
+    /// fsimg image of a whole disk) as the volume to copy or restore.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    partition: Option<u32>,
+
+    /// Logical sector size of a disk image file (a device's is asked of the
+    /// kernel; a file's is found from its GPT, else 512).
+    #[arg(long, value_name = "BYTES", value_parser = sector_size)]
+    sector_size: Option<u32>,
+
+    /// Writing a whole disk onto a larger one: extend the partition that
+    /// ends last to the end of the target (then grow its filesystem with
+    /// the command fsimg prints).
+    #[arg(long, conflicts_with_all = ["save_image", "partition"])]
+    grow_last: bool,
+
     /// The volume to copy (a block device or a volume image), or with -r the
     /// image to restore (`-` for standard input).
     #[arg(value_name = "SOURCE")]
@@ -168,6 +192,12 @@ enum Command {
         /// Filesystem of the source.
         #[arg(long, value_enum, default_value_t = FsTypeArg::Auto)]
         fs_type: FsTypeArg,
+        /// Describe partition N of a disk or of an image of a whole disk.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        partition: Option<u32>,
+        /// Logical sector size of a disk image file.
+        #[arg(long, value_name = "BYTES", value_parser = sector_size)]
+        sector_size: Option<u32>,
         /// A block device, a volume image, or an fsimg, ntfsclone or
         /// partclone image (`-` for an image on standard input).
         path: PathBuf,
@@ -333,6 +363,16 @@ fn hms(secs: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
+/// `--sector-size`: 512, 1024, 2048 or 4096.
+fn sector_size(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n @ (512 | 1024 | 2048 | 4096)) => Ok(n),
+        _ => Err(format!(
+            "{s} is not a sector size (512, 1024, 2048 or 4096)"
+        )),
+    }
+}
+
 fn thread_count(arg: Option<u16>) -> usize {
     arg.map(usize::from)
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get))
@@ -344,8 +384,18 @@ const EXIT_BAD_SECTORS: u8 = 3;
 fn run(cli: Cli) -> Result<u8, Error> {
     let report = Stderr::new(cli.quiet);
     match cli.command {
-        Some(Command::Info { fs_type, path }) => {
-            let lines = ops::info(&path, fs_type.into())?;
+        Some(Command::Info {
+            fs_type,
+            partition,
+            sector_size,
+            path,
+        }) => {
+            let dopts = DiskOptions {
+                partition,
+                sector_size,
+                grow_last: false,
+            };
+            let lines = ops::info(&path, fs_type.into(), dopts)?;
             let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
             let mut out = std::io::stdout().lock();
             for (k, v) in lines {
@@ -407,6 +457,11 @@ fn run(cli: Cli) -> Result<u8, Error> {
         ignore_fs_check: cli.ignore_fs_check,
         rescue: cli.rescue,
     };
+    let dopts = DiskOptions {
+        partition: cli.partition,
+        sector_size: cli.sector_size,
+        grow_last: cli.grow_last,
+    };
     let threads = thread_count(cli.threads);
     let content = if cli.metadata {
         ops::Content::Metadata {
@@ -419,7 +474,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         let read = ReadOptions {
             ignore_checksums: cli.ignore_checksums,
         };
-        let s = ops::restore(&source, &output, threads, read, &report)?;
+        let s = ops::restore(&source, &output, (threads, read, dopts), &report)?;
         report.clear_line();
         if !cli.quiet {
             let from = match &s {
@@ -473,7 +528,13 @@ fn run(cli: Cli) -> Result<u8, Error> {
             content,
             format,
         };
-        ops::save(&source, &output, cli.fs_type.into(), checks, opts, &report)?
+        ops::save(
+            &source,
+            &output,
+            (cli.fs_type.into(), checks, dopts),
+            opts,
+            &report,
+        )?
     } else if cli.mapfile.is_some() || cli.retries > 0 {
         let resume = ops::Resume {
             mapfile: cli.mapfile,
@@ -482,8 +543,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
         ops::rescue_clone(
             &source,
             &output,
-            cli.fs_type.into(),
-            checks,
+            (cli.fs_type.into(), checks, dopts),
             &resume,
             &report,
         )?
@@ -491,14 +551,22 @@ fn run(cli: Cli) -> Result<u8, Error> {
         ops::clone(
             &source,
             &output,
-            cli.fs_type.into(),
-            checks,
+            (cli.fs_type.into(), checks, dopts),
             content,
             &report,
         )?
     };
     report.clear_line();
     if !cli.quiet {
+        for p in &summary.parts {
+            eprintln!(
+                "fsimg: partition {}: {}, {} used of {}",
+                p.number,
+                p.fs,
+                human(p.used_bytes),
+                human(p.size)
+            );
+        }
         let secs = report.start.elapsed().as_secs_f64();
         eprintln!(
             "fsimg: {}: copied {} used of {} ({} of {} clusters of {} bytes) in {:.1} s, {}/s",

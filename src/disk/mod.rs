@@ -5,6 +5,10 @@
 pub mod error;
 pub mod gpt;
 pub mod mbr;
+pub mod open;
+pub mod plan;
+pub mod retarget;
 pub mod table;
 
 pub use error::DiskError;
+pub use open::{Content, Disk, DiskPart};

@@ -7,8 +7,10 @@ use crate::bytes::{u16le, u32le, u64le};
 pub const MAGIC: [u8; 8] = *b"FSIMG\r\n\x1a";
 /// Major version written and read.
 pub const MAJOR: u16 = 1;
-/// Minor version written.
+/// Minor version written for a volume (its images are 1.0 images).
 pub const MINOR: u16 = 0;
+/// Minor version written for a whole disk: 1.1 added the disk block.
+pub const MINOR_DISK: u16 = 1;
 /// Header length in version 1.0.
 pub const HEADER_LEN: usize = 128;
 /// Largest header length a reader accepts.
@@ -18,6 +20,10 @@ pub const MAX_HEADER_LEN: usize = 4096;
 pub const FLAG_METADATA: u16 = 0x1;
 /// Header flag: saved in rescue mode.
 pub const FLAG_RESCUE: u16 = 0x2;
+/// Header flag: a whole disk; the disk block follows the header (1.1).
+pub const FLAG_DISK: u16 = 0x4;
+/// Filesystem code of a whole disk (its partitions' are in the disk block).
+pub const FS_DISK: u16 = 16;
 
 /// Checksum kind: CRC32.
 pub const CHECKSUM_CRC32: u8 = 1;

@@ -1,12 +1,14 @@
 //! The special image format: see formats/fsimg-image.md, which this module
 //! implements field for field.
 
+pub mod disk;
 pub mod header;
 pub mod reader;
 pub mod record;
 pub mod trailer;
 pub mod writer;
 
+pub use disk::DiskBlock;
 pub use header::Header;
 pub use reader::ImageReader;
 pub use trailer::Trailer;

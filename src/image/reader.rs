@@ -4,6 +4,7 @@
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 
+use super::disk::{DiskBlock, TAG_DISK};
 use super::header::{HEADER_LEN, Header};
 use super::record::{
     Fixed, Geometry, MAX_PAIR_LEN, RECORD_HEADER_LEN, RawRecord, TAG_DATA, TAG_DATZ, decode_table,
@@ -24,6 +25,7 @@ pub struct ImageReader<R> {
     used_bytes: u64,
     index: IndexBuilder,
     trailer: Option<Trailer>,
+    disk: Option<DiskBlock>,
     /// Buffers of consumed records, reused for the next records' data.
     spare: Vec<Vec<u8>>,
 }
@@ -61,6 +63,7 @@ impl<R: Read> ImageReader<R> {
             used_bytes: 0,
             index: IndexBuilder::new(),
             trailer: None,
+            disk: None,
             spare: Vec::new(),
         };
         let mut prefix = [0u8; 16];
@@ -75,7 +78,34 @@ impl<R: Read> ImageReader<R> {
             device_size: me.header.device_size,
             total_clusters: me.header.total_clusters,
         };
+        if me.header.flags & super::header::FLAG_DISK != 0 {
+            me.read_disk_block()?;
+        }
         Ok(me)
+    }
+
+    /// Reads the disk block that follows the header of a whole disk's image.
+    fn read_disk_block(&mut self) -> Result<()> {
+        let offset = self.pos;
+        let mut head = [0u8; 8];
+        self.fill(&mut head, "disk block", offset)?;
+        let tag: [u8; 4] = head[..4].try_into().expect("4 bytes");
+        if tag != TAG_DISK {
+            return Err(ImageError::UnknownTag { offset, tag }.into());
+        }
+        let len = DiskBlock::check_len(
+            offset,
+            u32::from_le_bytes(head[4..8].try_into().expect("4 bytes")),
+        )?;
+        let mut b = head.to_vec();
+        b.extend(self.read_vec(len - 8, "disk block", offset)?);
+        self.disk = Some(DiskBlock::from_bytes(offset, &b, self.header.device_size)?);
+        Ok(())
+    }
+
+    /// The disk block of a whole disk's image.
+    pub fn disk(&self) -> Option<&DiskBlock> {
+        self.disk.as_ref()
     }
 
     /// The image header.
@@ -324,9 +354,16 @@ impl<R: Read> ImageReader<R> {
 /// trailer of a seekable image, without reading the records (`fsimg info`).
 /// The header is read from the start of the file, wherever its cursor is.
 pub fn read_header_and_trailer(file: &mut File, name: &str) -> Result<(Header, Trailer)> {
+    read_ends(file, name).map(|(h, _, t)| (h, t))
+}
+
+/// [`read_header_and_trailer`], with the disk block of a whole disk's
+/// image.
+pub fn read_ends(file: &mut File, name: &str) -> Result<(Header, Option<DiskBlock>, Trailer)> {
     file.seek(SeekFrom::Start(0))
         .map_err(|e| Error::io("cannot seek in", name, e))?;
-    let header = ImageReader::new(&mut *file, name)?.header;
+    let reader = ImageReader::new(&mut *file, name)?;
+    let (header, disk) = (reader.header, reader.disk);
     let size = file
         .seek(SeekFrom::End(0))
         .map_err(|e| Error::io("cannot seek in", name, e))?;
@@ -385,5 +422,5 @@ pub fn read_header_and_trailer(file: &mut File, name: &str) -> Result<(Header, T
         .into());
     }
     let t = Trailer::from_bytes(start, &b, header.device_size)?;
-    Ok((header, t))
+    Ok((header, disk, t))
 }

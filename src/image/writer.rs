@@ -4,6 +4,7 @@
 use std::io::{self, Write};
 
 use super::IndexBuilder;
+use super::disk::DiskBlock;
 use super::header::Header;
 use super::record::{Layout, encode_head};
 use super::trailer::Trailer;
@@ -84,18 +85,34 @@ impl<W: Write> ImageWriter<W> {
     /// `header`. With `zstd_level`, records are compressed on `threads`
     /// threads.
     pub fn new(
-        mut out: W,
+        out: W,
         name: &str,
         header: &Header,
         zstd_level: Option<i32>,
         threads: usize,
     ) -> Result<Self> {
-        out.write_all(&header.to_bytes())
-            .map_err(|e| Error::Write {
-                target: name.to_string(),
-                offset: 0,
-                source: e,
-            })?;
+        Self::with_disk(out, name, header, None, zstd_level, threads)
+    }
+
+    /// [`Self::new`] for a whole disk: the disk block follows the header
+    /// (whose FLAG_DISK the caller sets).
+    pub fn with_disk(
+        mut out: W,
+        name: &str,
+        header: &Header,
+        disk: Option<&DiskBlock>,
+        zstd_level: Option<i32>,
+        threads: usize,
+    ) -> Result<Self> {
+        let mut head = header.to_bytes().to_vec();
+        if let Some(d) = disk {
+            head.extend(d.to_bytes());
+        }
+        out.write_all(&head).map_err(|e| Error::Write {
+            target: name.to_string(),
+            offset: 0,
+            source: e,
+        })?;
         let pool = zstd_level.map(|level| {
             OrderedPool::new(threads, move || {
                 let mut ctx = zstd::bulk::Compressor::new(level).map(|mut c| {
@@ -116,7 +133,7 @@ impl<W: Write> ImageWriter<W> {
         Ok(ImageWriter {
             out,
             name: name.to_string(),
-            pos: header.to_bytes().len() as u64,
+            pos: head.len() as u64,
             cluster_size: header.cluster_size,
             prev_end: 0,
             used_clusters: 0,

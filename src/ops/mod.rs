@@ -5,25 +5,31 @@ use std::fs::File;
 use std::io::{BufReader, Cursor, Read};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::sync_channel;
 use std::thread;
 
-use crate::allocmap::AllocationMap;
 use crate::copier::{self, Chunk, CopyOptions, CopyStats};
 use crate::error::{Error, Result};
+use crate::extent::{Extent, ExtentList, Minus, UsedExtents};
 use crate::foreign::{
     self, Checked, ForeignError, ForeignReader, Format, NtfscloneReader, NtfscloneWriter,
     PartcloneReader, ReadOptions,
 };
 use crate::fs::{self, Allocation, Filesystem, FsChoice, FsKind, Scrub};
 use crate::image::record::RawRecord;
-use crate::image::{self, Header, ImageError, ImageReader, ImageWriter, Trailer, header};
+use crate::image::{
+    self, DiskBlock, Header, ImageError, ImageReader, ImageWriter, Trailer, header,
+};
 use crate::mapfile::{self, Mapfile, MapfileSink};
 use crate::pool::OrderedPool;
 use crate::report::Report;
 use crate::safety;
 use crate::sink::{FileMode, FileSink, OutputFile, Sink, StdoutSink};
 use crate::source::{FileSource, Source};
+
+mod disk;
+pub use disk::OpenedDisk;
 
 /// Where a copy goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,27 +79,123 @@ pub struct Summary {
     pub total_clusters: u64,
     /// Bytes copied.
     pub stats: CopyStats,
+    /// Each partition of a whole disk.
+    pub parts: Vec<PartSummary>,
+}
+
+/// What a copy of a whole disk took of one partition.
+#[derive(Clone, Debug)]
+pub struct PartSummary {
+    /// Its number in the table.
+    pub number: u32,
+    /// What it holds ("ext4", "swap", "raw").
+    pub fs: &'static str,
+    /// Bytes of it copied.
+    pub used_bytes: u64,
+    /// Its size.
+    pub size: u64,
 }
 
 /// An opened source with its filesystem recognised and checked.
 pub struct Opened {
-    /// The source.
-    pub src: FileSource,
+    /// The volume: a file, a device, or one partition of a disk.
+    pub src: Box<dyn Source>,
+    /// The file or device it is read from, for identity checks against
+    /// the target.
+    pub file: File,
     /// Its filesystem.
     pub fs: Box<dyn Filesystem>,
 }
 
-/// Opens `source`, recognises its filesystem and applies the state checks.
-pub fn open_source(source: &Path, choice: FsChoice, checks: Checks) -> Result<Opened> {
+/// What fsimg is asked to read from a disk: `--partition`,
+/// `--sector-size` and, for a target, `--grow-last`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DiskOptions {
+    /// `--partition N`: one partition of a disk, as a volume.
+    pub partition: Option<u32>,
+    /// `--sector-size`: the logical sector size of a disk image file.
+    pub sector_size: Option<u32>,
+    /// `--grow-last`: on a larger target, the last partition fills it.
+    pub grow_last: bool,
+}
+
+/// A source opened for copying: a volume, or a whole disk.
+pub enum Input {
+    /// A volume (or one partition of a disk).
+    Volume(Opened),
+    /// A partitioned disk.
+    Disk(Box<disk::OpenedDisk>),
+}
+
+/// Opens `source`: a whole disk when it holds a partition table (and no
+/// filesystem at sector 0), one of its partitions with `--partition`, a
+/// volume otherwise; recognises the filesystems and applies the state
+/// checks.
+pub fn open_input(
+    source: &Path,
+    choice: FsChoice,
+    checks: Checks,
+    opts: DiskOptions,
+) -> Result<Input> {
     let src = FileSource::open(source)?;
+    let file = src
+        .file()
+        .try_clone()
+        .map_err(|e| Error::io("cannot open", source, e))?;
     if !checks.force {
-        let meta = src
-            .file()
+        let meta = file
             .metadata()
             .map_err(|e| Error::io("cannot stat", source, e))?;
         safety::check_source_not_mounted_rw(source, &meta)?;
     }
-    let mut fs = fs::open(&src, choice)?;
+    let sector = opts
+        .sector_size
+        .or_else(|| src.is_block_device().then(|| src.sector_size()));
+    let src: Arc<dyn Source> = Arc::new(src);
+    if let Some(n) = opts.partition {
+        let view = disk::partition_view(&src, sector, n)?;
+        return Ok(Input::Volume(open_volume(
+            Box::new(view),
+            file,
+            choice,
+            checks,
+        )?));
+    }
+    if choice == FsChoice::Auto
+        && let Some(table) = crate::disk::open::detect(&*src, sector)?
+    {
+        return Ok(Input::Disk(Box::new(disk::open_disk(
+            src, file, table, checks,
+        )?)));
+    }
+    Ok(Input::Volume(open_volume(
+        Box::new(src),
+        file,
+        choice,
+        checks,
+    )?))
+}
+
+/// Opens `source` as a volume (never as a whole disk), recognises its
+/// filesystem and applies the state checks.
+pub fn open_source(source: &Path, choice: FsChoice, checks: Checks) -> Result<Opened> {
+    match open_input(source, choice, checks, DiskOptions::default())? {
+        Input::Volume(v) => Ok(v),
+        Input::Disk(d) => Err(Error::Usage(format!(
+            "{} is a partitioned disk; name one partition with --partition N",
+            d.disk.src.name()
+        ))),
+    }
+}
+
+/// Recognises the filesystem of `src` and applies the state checks.
+fn open_volume(
+    src: Box<dyn Source>,
+    file: File,
+    choice: FsChoice,
+    checks: Checks,
+) -> Result<Opened> {
+    let mut fs = fs::open(src.as_ref(), choice)?;
     fs.set_rescue(checks.rescue);
     if let Some(u) = fs.unclean()
         && !checks.force
@@ -104,20 +206,28 @@ pub fn open_source(source: &Path, choice: FsChoice, checks: Checks) -> Result<Op
             hint: u.hint,
         });
     }
-    Ok(Opened { src, fs })
+    Ok(Opened { src, file, fs })
 }
 
 /// Reads the allocation map, refusing inconsistent counts unless
 /// `--ignore-fs-check` (then each is a warning).
 pub fn allocation(opened: &Opened, checks: Checks, report: &dyn Report) -> Result<Allocation> {
-    let alloc = opened.fs.allocation(&opened.src)?;
-    checked(opened, alloc, checks, report)
+    let alloc = opened.fs.allocation(opened.src.as_ref())?;
+    checked(
+        (opened.src.name(), false),
+        opened.fs.fsck_hint(),
+        alloc,
+        checks,
+        report,
+    )
 }
 
 /// Refuses an allocation with inconsistencies unless `--ignore-fs-check`,
-/// and reports its warnings.
+/// and reports its warnings. `name` names the volume, `fsck` its repair;
+/// with `named` (a partition of a whole disk) warnings start with `name`.
 fn checked(
-    opened: &Opened,
+    (name, named): (&str, bool),
+    fsck: &'static str,
     alloc: Allocation,
     checks: Checks,
     report: &dyn Report,
@@ -127,18 +237,21 @@ fn checked(
         let mut problems = alloc.inconsistencies.clone();
         problems.extend(alloc.warnings.iter().cloned());
         return Err(Error::Inconsistent {
-            name: opened.src.name().to_string(),
+            name: name.to_string(),
             problem: problems.join("; "),
-            fsck: opened.fs.fsck_hint(),
+            fsck,
         });
     }
+    let prefix = if named {
+        format!("{name}: ")
+    } else {
+        String::new()
+    };
     for w in &alloc.warnings {
-        report.warn(w);
+        report.warn(&format!("{prefix}{w}"));
     }
-    if !alloc.inconsistencies.is_empty() {
-        for i in &alloc.inconsistencies {
-            report.warn(&format!("filesystem inconsistency ignored: {i}"));
-        }
+    for i in &alloc.inconsistencies {
+        report.warn(&format!("{prefix}filesystem inconsistency ignored: {i}"));
     }
     Ok(alloc)
 }
@@ -168,8 +281,14 @@ pub fn content(
         return Ok((allocation(opened, checks, report)?, None));
     };
     opened.fs.set_keep_timestamps(keep_timestamps);
-    let m = opened.fs.metadata(&opened.src)?;
-    let alloc = checked(opened, m.allocation, checks, report)?;
+    let m = opened.fs.metadata(opened.src.as_ref())?;
+    let alloc = checked(
+        (opened.src.name(), false),
+        opened.fs.fsck_hint(),
+        m.allocation,
+        checks,
+        report,
+    )?;
     Ok((alloc, m.scrub))
 }
 
@@ -201,17 +320,19 @@ pub struct Resume {
 pub fn rescue_clone(
     source: &Path,
     output: &Output,
-    choice: FsChoice,
-    checks: Checks,
+    (choice, checks, dopts): (FsChoice, Checks, DiskOptions),
     resume: &Resume,
     report: &dyn Report,
 ) -> Result<Summary> {
-    let opened = open_source(source, choice, checks)?;
+    let opened = match open_input(source, choice, checks, dopts)? {
+        Input::Volume(v) => v,
+        Input::Disk(d) => return disk::rescue_clone(*d, output, dopts, resume, report),
+    };
     let device_size = opened.fs.device_size();
     let (path, mode) = output.file().ok_or_else(|| {
         Error::Usage("--mapfile and --retries need a file or device to write to (-o or -O)".into())
     })?;
-    let mut file = FileSink::open(path, mode, device_size, Some(opened.src.file()))?;
+    let mut file = FileSink::open(path, mode, device_size, Some(&opened.file))?;
     let alloc = allocation(&opened, checks, report)?;
     let mapfile = match &resume.mapfile {
         Some(p) => Mapfile::load(p, device_size)?,
@@ -220,7 +341,14 @@ pub fn rescue_clone(
     if resume.mapfile.is_some() {
         file.keep_on_failure();
     }
-    let stats = rescue_copy(&opened.src, &alloc.map, &mut file, mapfile, resume, report)?;
+    let stats = rescue_copy(
+        opened.src.as_ref(),
+        &alloc.map,
+        &mut file,
+        mapfile,
+        resume,
+        report,
+    )?;
     Ok(summary(&opened, &alloc, stats))
 }
 
@@ -231,7 +359,7 @@ pub fn rescue_clone(
 /// Returns the ranges still unreadable in `bad`.
 pub fn rescue_copy(
     src: &dyn Source,
-    used: &AllocationMap,
+    used: &dyn UsedExtents,
     sink: &mut dyn Sink,
     mapfile: Mapfile,
     resume: &Resume,
@@ -241,13 +369,11 @@ pub fn rescue_copy(
         rescue: true,
         ..CopyOptions::default()
     };
-    let mut todo = used.clone();
-    for e in mapfile
+    let done: Vec<Extent> = mapfile
         .ranges(mapfile::FINISHED)
         .chain(mapfile.ranges(mapfile::BAD))
-    {
-        todo.mark_bytes_free(e.offset, e.len);
-    }
+        .collect();
+    let todo = Minus::new(used, &done);
     let mut sink = MapfileSink::new(sink, mapfile, resume.mapfile.as_deref());
     let mut stats = copier::copy(src, &todo, &mut sink, &opts, report)?;
     for _ in 0..resume.retries {
@@ -255,12 +381,9 @@ pub fn rescue_copy(
         if bad.is_empty() {
             break;
         }
-        // Whole clusters at a time: the good sectors among them are written
+        // Whole units at a time: the good sectors among them are written
         // again, the same bytes.
-        let mut retry = AllocationMap::new(used.cluster_size(), used.device_size());
-        for e in &bad {
-            retry.mark_bytes_used(e.offset, e.len);
-        }
+        let retry = ExtentList::covering(used.unit(), used.device_size(), &bad);
         let s = copier::copy(src, &retry, &mut sink, &opts, report)?;
         stats.bytes += s.bytes;
         stats.chunks += s.chunks;
@@ -274,17 +397,19 @@ pub fn rescue_copy(
 pub fn clone(
     source: &Path,
     output: &Output,
-    choice: FsChoice,
-    checks: Checks,
+    (choice, checks, dopts): (FsChoice, Checks, DiskOptions),
     what: Content,
     report: &dyn Report,
 ) -> Result<Summary> {
-    let mut opened = open_source(source, choice, checks)?;
+    let mut opened = match open_input(source, choice, checks, dopts)? {
+        Input::Volume(v) => v,
+        Input::Disk(d) => return disk::clone(*d, output, checks, what, dopts, report),
+    };
     let device_size = opened.fs.device_size();
-    let mut sink = volume_sink(output, device_size, Some(opened.src.file()))?;
+    let mut sink = volume_sink(output, device_size, Some(&opened.file))?;
     let (alloc, scrub) = content(&mut opened, checks, what, report)?;
     let stats = copier::copy_scrubbed(
-        &opened.src,
+        opened.src.as_ref(),
         &alloc.map,
         sink.as_mut(),
         &CopyOptions {
@@ -300,6 +425,7 @@ pub fn clone(
 
 fn summary(opened: &Opened, alloc: &Allocation, stats: CopyStats) -> Summary {
     Summary {
+        parts: Vec::new(),
         fs: opened.fs.kind().name(),
         device_size: opened.fs.device_size(),
         cluster_size: alloc.map.cluster_size(),
@@ -336,12 +462,14 @@ pub struct SaveOptions {
 pub fn save(
     source: &Path,
     output: &Output,
-    choice: FsChoice,
-    checks: Checks,
+    (choice, checks, dopts): (FsChoice, Checks, DiskOptions),
     opts: SaveOptions,
     report: &dyn Report,
 ) -> Result<Summary> {
-    let mut opened = open_source(source, choice, checks)?;
+    let mut opened = match open_input(source, choice, checks, dopts)? {
+        Input::Volume(v) => v,
+        Input::Disk(d) => return disk::save(*d, output, checks, opts, report),
+    };
     if opts.format == SaveFormat::Ntfsclone {
         return save_ntfsclone(opened, output, checks, opts.content, report);
     }
@@ -354,10 +482,38 @@ pub fn save(
     }
     let out = match output.file() {
         None => OutputFile::stdout()?,
-        Some((p, mode)) => OutputFile::open(p, mode, Some(opened.src.file()))?,
+        Some((p, mode)) => OutputFile::open(p, mode, Some(&opened.file))?,
     };
     let (alloc, scrub) = content(&mut opened, checks, opts.content, report)?;
-    let map = &alloc.map;
+    let stats = write_image(
+        out,
+        opened.src.as_ref(),
+        &alloc.map,
+        (opened.fs.kind().code(), None),
+        scrub.as_deref(),
+        checks,
+        opts,
+        report,
+    )?;
+    Ok(summary(&opened, &alloc, stats))
+}
+
+/// Writes the bytes `plan` holds of `src` as an fsimg image to `out`: a
+/// volume whose filesystem code is `what.0`, or a whole disk with its disk
+/// block `what.1`.
+#[allow(clippy::too_many_arguments)]
+fn write_image(
+    out: OutputFile,
+    src: &dyn Source,
+    plan: &dyn UsedExtents,
+    what: (u16, Option<&DiskBlock>),
+    scrub: Option<&dyn Scrub>,
+    checks: Checks,
+    opts: SaveOptions,
+    report: &dyn Report,
+) -> Result<CopyStats> {
+    let (fs, disk) = what;
+    let cs = plan.unit();
     // Compressed records are larger: zstd compresses each on its own, and
     // 2 MiB loses half as much context as 1 MiB.
     let payload = if opts.zstd_level.is_some() {
@@ -366,23 +522,29 @@ pub fn save(
         image::RECORD_PAYLOAD
     };
     let max_record = (payload / cs).max(1) * cs;
+    let mut flags = 0;
+    if checks.rescue {
+        flags |= header::FLAG_RESCUE;
+    }
+    if opts.content != Content::Used {
+        flags |= header::FLAG_METADATA;
+    }
+    if disk.is_some() {
+        flags |= header::FLAG_DISK;
+    }
     let header = Header {
-        minor: header::MINOR,
-        fs: opened.fs.kind().code(),
-        flags: if checks.rescue {
-            header::FLAG_RESCUE
+        minor: if disk.is_some() {
+            header::MINOR_DISK
         } else {
-            0
-        } | if opts.content != Content::Used {
-            header::FLAG_METADATA
-        } else {
-            0
+            header::MINOR
         },
+        fs,
+        flags,
         cluster_size: cs,
-        device_size: map.device_size(),
-        total_clusters: map.total_clusters(),
-        used_clusters: map.used_clusters(),
-        used_bytes: map.used_bytes(),
+        device_size: plan.device_size(),
+        total_clusters: plan.total_units(),
+        used_clusters: plan.used_units(),
+        used_bytes: plan.used_bytes(),
         compression: if opts.zstd_level.is_some() {
             header::COMPRESSION_ZSTD
         } else {
@@ -392,24 +554,18 @@ pub fn save(
         writer: concat!("fsimg ", env!("CARGO_PKG_VERSION")).to_string(),
     };
     let name = out.name().to_string();
-    let mut writer = ImageWriter::new(out, &name, &header, opts.zstd_level, opts.threads)?;
+    let mut writer =
+        ImageWriter::with_disk(out, &name, &header, disk, opts.zstd_level, opts.threads)?;
     let copy_opts = CopyOptions {
         chunk_bytes: u64::from(max_record),
         rescue: checks.rescue,
         ..CopyOptions::default()
     };
-    let stats = copier::copy_scrubbed(
-        &opened.src,
-        map,
-        &mut writer,
-        &copy_opts,
-        scrub.as_deref(),
-        report,
-    )?;
+    let stats = copier::copy_scrubbed(src, plan, &mut writer, &copy_opts, scrub, report)?;
     writer.set_bad_ranges(stats.bad.clone());
     writer.finish()?;
     writer.into_inner().commit()?;
-    Ok(summary(&opened, &alloc, stats))
+    Ok(stats)
 }
 
 /// Saves an NTFS volume as an ntfsclone 10.1 image that `ntfsclone
@@ -439,7 +595,7 @@ fn save_ntfsclone(
     let nr = device_size.div_ceil(u64::from(cs)) - 1;
     let out = match output.file() {
         None => OutputFile::stdout()?,
-        Some((p, mode)) => OutputFile::open(p, mode, Some(opened.src.file()))?,
+        Some((p, mode)) => OutputFile::open(p, mode, Some(&opened.file))?,
     };
     let (mut alloc, scrub) = content(&mut opened, checks, what, report)?;
     let map = &mut alloc.map;
@@ -457,7 +613,7 @@ fn save_ntfsclone(
     let name = out.name().to_string();
     let mut writer = NtfscloneWriter::new(out, &name, cs, device_size, nr, inuse)?;
     let stats = copier::copy_scrubbed(
-        &opened.src,
+        opened.src.as_ref(),
         &alloc.map,
         &mut writer,
         &CopyOptions {
@@ -768,11 +924,19 @@ pub fn read_foreign(
 pub fn restore(
     image: &Path,
     output: &Output,
-    threads: usize,
-    read: ReadOptions,
+    (threads, read, dopts): (usize, ReadOptions, DiskOptions),
     report: &dyn Report,
 ) -> Result<ReadSummary> {
-    match open_any_image(image, read)? {
+    let any = open_any_image(image, read)?;
+    let is_disk = matches!(&any, AnyImage::Fsimg(i) if i.reader.disk().is_some());
+    if dopts.partition.is_some() && !is_disk {
+        return Err(Error::Usage(format!(
+            "--partition needs an image of a whole disk; {} holds one volume",
+            image.display()
+        )));
+    }
+    match any {
+        AnyImage::Fsimg(input) if is_disk => disk::restore(*input, output, threads, dopts, report),
         AnyImage::Fsimg(input) => {
             if read.ignore_checksums {
                 report.warn("--ignore-checksums has no effect on fsimg images, whose checksums are always checked");
@@ -832,7 +996,20 @@ pub fn verify(
 
 /// `fsimg info` on a path: an image's header (and an fsimg image's
 /// trailer), or a volume.
-pub fn info(path: &Path, choice: FsChoice) -> Result<Vec<(&'static str, String)>> {
+pub fn info(
+    path: &Path,
+    choice: FsChoice,
+    dopts: DiskOptions,
+) -> Result<Vec<(&'static str, String)>> {
+    let one_volume = || -> Result<()> {
+        match dopts.partition {
+            Some(_) => Err(Error::Usage(format!(
+                "--partition needs a whole disk or an image of one; {} holds one volume",
+                path.display()
+            ))),
+            None => Ok(()),
+        }
+    };
     if path.as_os_str() != "-" {
         let mut f = File::open(path).map_err(|e| Error::Open {
             path: path.to_path_buf(),
@@ -840,21 +1017,34 @@ pub fn info(path: &Path, choice: FsChoice) -> Result<Vec<(&'static str, String)>
         })?;
         let name = path.display().to_string();
         match foreign::detect(&foreign::read_prefix(&mut f, &name)?) {
-            None => return info_volume(path, choice),
+            None => return info_volume(path, choice, dopts),
             Some(Format::Fsimg) => {
-                let (h, t) = image::reader::read_header_and_trailer(&mut f, &name)?;
+                let (h, d, t) = image::reader::read_ends(&mut f, &name)?;
+                if let Some(b) = d {
+                    return disk::info_image(&h, &b, Some(&t), dopts.partition);
+                }
+                one_volume()?;
                 return Ok(image_lines(&h, Some(&t)));
             }
             Some(_) => {}
         }
     }
     Ok(match open_any_image(path, ReadOptions::default())? {
-        AnyImage::Fsimg(input) => image_lines(input.reader.header(), None),
-        AnyImage::Foreign { reader, .. } => reader.describe(),
+        AnyImage::Fsimg(input) => match disk::info_stream(&input.reader, dopts.partition)? {
+            Some(lines) => lines,
+            None => {
+                one_volume()?;
+                image_lines(input.reader.header(), None)
+            }
+        },
+        AnyImage::Foreign { reader, .. } => {
+            one_volume()?;
+            reader.describe()
+        }
     })
 }
 
-fn image_lines(h: &Header, t: Option<&Trailer>) -> Vec<(&'static str, String)> {
+pub(crate) fn image_lines(h: &Header, t: Option<&Trailer>) -> Vec<(&'static str, String)> {
     let fs = FsKind::from_code(h.fs)
         .map_or_else(|| format!("unknown ({})", h.fs), |k| k.name().to_string());
     let mut flags = Vec::new();
@@ -909,16 +1099,31 @@ fn image_lines(h: &Header, t: Option<&Trailer>) -> Vec<(&'static str, String)> {
 
 /// `fsimg info` on a volume: what the filesystem says about itself and how
 /// much of it is in use.
-pub fn info_volume(source: &Path, choice: FsChoice) -> Result<Vec<(&'static str, String)>> {
+pub fn info_volume(
+    source: &Path,
+    choice: FsChoice,
+    dopts: DiskOptions,
+) -> Result<Vec<(&'static str, String)>> {
+    if let Some(lines) = disk::info_path(source, choice, dopts)? {
+        return Ok(lines);
+    }
     let src = FileSource::open(source)?;
-    let fs = fs::open(&src, choice)?;
+    info_source(&src, choice)
+}
+
+/// `fsimg info` on an opened volume.
+pub(crate) fn info_source(
+    src: &dyn Source,
+    choice: FsChoice,
+) -> Result<Vec<(&'static str, String)>> {
+    let fs = fs::open(src, choice)?;
     let mut lines = vec![
         ("filesystem", fs.kind().name().to_string()),
         ("device size", fs.device_size().to_string()),
         ("cluster size", fs.cluster_size().to_string()),
     ];
     lines.extend(fs.describe());
-    match fs.allocation(&src) {
+    match fs.allocation(src) {
         Ok(a) => {
             lines.push(("total clusters", a.map.total_clusters().to_string()));
             lines.push(("used clusters", a.map.used_clusters().to_string()));

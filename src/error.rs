@@ -224,7 +224,7 @@ pub enum Error {
 
     /// A partition of a disk does not fit the target.
     #[error(
-        "{target} is too small for this disk ({size} bytes): partition {number} ({fs}) ends {shortfall} bytes past its last usable sector"
+        "{target} ({size} bytes) is too small for this disk: partition {number} ({fs}) would end {shortfall} bytes past the target's last usable sector"
     )]
     DiskTooSmall {
         /// The target.

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use fsimg::error::Error;
 use fsimg::foreign::ReadOptions;
 use fsimg::fs::FsChoice;
+use fsimg::ops::human;
 use fsimg::ops::{self, Checks, DiskOptions, Output, ReadSummary, SaveFormat};
 use fsimg::report::Report;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -340,21 +341,6 @@ impl Report for Stderr {
 
     fn cancelled(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
-    }
-}
-
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
     }
 }
 

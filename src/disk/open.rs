@@ -187,7 +187,17 @@ impl Disk {
         );
         out.retain(|e| e.len > 0);
         out.sort();
-        out
+        // Sector 0 is both in the boot gap and a table region: merge.
+        let mut merged: Vec<Extent> = Vec::with_capacity(out.len());
+        for e in out {
+            match merged.last_mut() {
+                Some(last) if e.offset <= last.offset + last.len => {
+                    last.len = last.len.max(e.offset + e.len - last.offset);
+                }
+                _ => merged.push(e),
+            }
+        }
+        merged
     }
 
     /// Bytes outside every partition after the first one starts (not

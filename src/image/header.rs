@@ -65,7 +65,7 @@ impl Header {
         let mut b = [0u8; HEADER_LEN];
         b[0..8].copy_from_slice(&MAGIC);
         b[8..10].copy_from_slice(&MAJOR.to_le_bytes());
-        b[10..12].copy_from_slice(&MINOR.to_le_bytes());
+        b[10..12].copy_from_slice(&self.minor.to_le_bytes());
         b[12..16].copy_from_slice(&(HEADER_LEN as u32).to_le_bytes());
         b[16..18].copy_from_slice(&self.fs.to_le_bytes());
         b[18..20].copy_from_slice(&self.flags.to_le_bytes());

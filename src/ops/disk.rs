@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::{
     Checks, Content, DiskOptions, ImageInput, Output, PartSummary, ReadSummary, Resume, SaveFormat,
-    SaveOptions, Summary, checked, read_records, rescue_copy, volume_sink, write_image,
+    SaveOptions, Summary, checked, human, read_records, rescue_copy, volume_sink, write_image,
 };
 use crate::allocmap::AllocationMap;
 use crate::copier::{self, CopyOptions};
@@ -292,10 +292,16 @@ fn after_write(
         }
     }
     if let Some(g) = &r.grown {
-        let part = match target {
-            Some(p) if is_device => partition_device(p, g.number),
-            Some(p) => format!("partition {} of {} (losetup -P)", g.number, p.display()),
-            None => format!("partition {}", g.number),
+        let (part, how) = match target {
+            Some(p) if is_device => (partition_device(p, g.number), String::new()),
+            Some(p) => (
+                format!("/dev/loopNp{}", g.number),
+                format!(
+                    " after `losetup -Pf --show {}` names /dev/loopN",
+                    p.display()
+                ),
+            ),
+            None => (format!("partition {}", g.number), String::new()),
         };
         let cmd = match fs_of(g.number) {
             "ext2" | "ext3" | "ext4" => format!("resize2fs {part}"),
@@ -304,8 +310,10 @@ fn after_write(
             _ => format!("the filesystem's own resize tool on {part}"),
         };
         report.warn(&format!(
-            "partition {} grown from {} to {} bytes; grow its filesystem with: {cmd}",
-            g.number, g.old_len, g.new_len
+            "partition {} grown from {} to {}; grow its filesystem with: {cmd}{how}",
+            g.number,
+            human(g.old_len),
+            human(g.new_len)
         ));
     }
 }
@@ -560,22 +568,6 @@ pub fn restore(
         after_write(output, r, &fs_names(&block.partitions), report);
     }
     Ok(ReadSummary::Fsimg(summary))
-}
-
-/// Human-readable bytes for `info`.
-fn human(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
 }
 
 /// One row of the partition list of `info`.

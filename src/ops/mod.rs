@@ -28,7 +28,7 @@ use crate::safety;
 use crate::sink::{FileMode, FileSink, OutputFile, Sink, StdoutSink};
 use crate::source::{FileSource, Source};
 
-mod disk;
+pub mod disk;
 pub use disk::OpenedDisk;
 
 /// Where a copy goes.
@@ -1045,14 +1045,21 @@ pub fn info(
 }
 
 pub(crate) fn image_lines(h: &Header, t: Option<&Trailer>) -> Vec<(&'static str, String)> {
-    let fs = FsKind::from_code(h.fs)
-        .map_or_else(|| format!("unknown ({})", h.fs), |k| k.name().to_string());
+    let fs = if h.fs == header::FS_DISK {
+        "whole disk".to_string()
+    } else {
+        FsKind::from_code(h.fs)
+            .map_or_else(|| format!("unknown ({})", h.fs), |k| k.name().to_string())
+    };
     let mut flags = Vec::new();
     if h.flags & header::FLAG_METADATA != 0 {
         flags.push("metadata-only");
     }
     if h.flags & header::FLAG_RESCUE != 0 {
         flags.push("rescue");
+    }
+    if h.flags & header::FLAG_DISK != 0 {
+        flags.push("disk");
     }
     let mut lines = vec![
         (
@@ -1139,4 +1146,20 @@ pub(crate) fn info_source(
         Err(e) => lines.push(("allocation map", format!("unreadable: {e}"))),
     }
     Ok(lines)
+}
+
+/// Bytes for people: `1.5 MiB`.
+pub fn human(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

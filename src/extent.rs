@@ -147,7 +147,7 @@ impl<'a> Minus<'a> {
                 // The short last unit counts as whole when the hole reaches
                 // the end of the device.
                 let end = if end == size { end } else { end / u * u };
-                (start < end).then_some(Extent {
+                (start < end).then(|| Extent {
                     offset: start,
                     len: end - start,
                 })

@@ -175,7 +175,7 @@ pub enum DiskError {
     /// Neither GPT header (with its entry array) can be used. The two
     /// reasons are the errors met reading each copy.
     #[error(
-        "both GPT headers are damaged: primary at sector {primary_lba}: {}; backup at sector {backup_lba}: {}",
+        "both copies of the GPT are damaged: primary at sector {primary_lba}: {}; backup at sector {backup_lba}: {}",
         primary.why(),
         backup.why()
     )]

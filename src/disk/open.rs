@@ -79,6 +79,18 @@ fn read_for_table(src: &dyn Source, offset: u64, len: usize) -> Result<Vec<u8>, 
     })
 }
 
+/// `len` bytes at `offset` of `src`, one sector at a time, with zeros for
+/// the sectors that cannot be read.
+fn read_sectors_or_zeros(src: &dyn Source, offset: u64, len: usize, sector: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    for (i, chunk) in out.chunks_mut(sector.max(1)).enumerate() {
+        if let Ok(b) = src.read_vec(offset + (i * sector) as u64, chunk.len()) {
+            chunk.copy_from_slice(&b);
+        }
+    }
+    out
+}
+
 /// Whether `src` starts with a GPT header (at byte 512 or, on a disk of
 /// 4096-byte sectors, at byte 4096).
 fn has_gpt_signature(src: &dyn Source) -> bool {
@@ -125,11 +137,22 @@ impl Disk {
     /// Opens every partition of `table` on `src` (named `name`): each one's
     /// filesystem is recognised, and, in `rescue`, told to survive
     /// unreadable metadata. A table piece that cannot be read is an error
-    /// (it was read once already, to parse the table).
+    /// (it was read once already, to parse the table), except in `rescue`:
+    /// there its unreadable sectors read as zeros (the table was parsed
+    /// from the other GPT copy, which the copy writes in their place).
     pub fn open(src: Arc<dyn Source>, table: Table, rescue: bool) -> Result<Disk> {
         let mut pieces = Vec::new();
         for &(offset, len) in &table.regions {
-            let bytes = src.read_vec(offset, len as usize)?;
+            let bytes = match src.read_vec(offset, len as usize) {
+                Ok(b) => b,
+                Err(_) if rescue => read_sectors_or_zeros(
+                    src.as_ref(),
+                    offset,
+                    len as usize,
+                    table.sector_size as usize,
+                ),
+                Err(e) => return Err(e),
+            };
             pieces.push((offset, bytes));
         }
         let mut parts = Vec::new();

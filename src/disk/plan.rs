@@ -77,7 +77,7 @@ impl UsedExtents for DiskPlan {
             streams.push(Box::new(p.map.extents().filter_map(move |e| {
                 let s = ((start + e.offset) / u * u).max(start);
                 let t = (start + e.end()).div_ceil(u).saturating_mul(u).min(end);
-                (s < t).then_some(Extent {
+                (s < t).then(|| Extent {
                     offset: s,
                     len: t - s,
                 })

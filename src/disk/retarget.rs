@@ -334,13 +334,16 @@ impl<'a> PartitionSink<'a> {
 /// `e` clipped to `start..end` and moved by `-start`.
 fn clip(e: Extent, start: u64, end: u64) -> Option<(Extent, u64)> {
     let (s, t) = (e.offset.max(start), e.end().min(end));
-    (s < t).then_some((
-        Extent {
-            offset: s - start,
-            len: t - s,
-        },
-        s - e.offset,
-    ))
+    // `then`, not `then_some`: the lengths exist only when s < t.
+    (s < t).then(|| {
+        (
+            Extent {
+                offset: s - start,
+                len: t - s,
+            },
+            s - e.offset,
+        )
+    })
 }
 
 impl Sink for PartitionSink<'_> {

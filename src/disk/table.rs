@@ -1018,7 +1018,7 @@ mod tests {
         let d = gpt_disk(4096, 1024, &[]);
         assert_eq!(
             read(&d, Some(512)).unwrap_err().to_string(),
-            "both GPT headers are damaged: primary at sector 1: no \"EFI PART\" signature; backup at sector 8191: no \"EFI PART\" signature"
+            "both copies of the GPT are damaged: primary at sector 1: no \"EFI PART\" signature; backup at sector 8191: no \"EFI PART\" signature"
         );
     }
 
@@ -1351,7 +1351,7 @@ mod tests {
         let e = err(&d);
         assert!(
             e.starts_with(
-                "both GPT headers are damaged: primary at sector 1: partition entry array at sector 2: CRC mismatch (stored 0x"
+                "both copies of the GPT are damaged: primary at sector 1: partition entry array at sector 2: CRC mismatch (stored 0x"
             ) && e.contains("; backup at sector 8191: partition entry array at sector 8159: CRC mismatch (stored 0x"),
             "{e}"
         );
@@ -1360,7 +1360,7 @@ mod tests {
         put(&mut d, 0, &mbr_sector(0, &[(0, 0xEE, 1, 8191)]));
         assert_eq!(
             err(&d),
-            "both GPT headers are damaged: primary at sector 1: no \"EFI PART\" signature; backup at sector 8191: no \"EFI PART\" signature"
+            "both copies of the GPT are damaged: primary at sector 1: no \"EFI PART\" signature; backup at sector 8191: no \"EFI PART\" signature"
         );
 
         let d = gpt_disk(

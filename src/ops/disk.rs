@@ -591,7 +591,11 @@ fn partition_row(t: &Table, p: &Partition, fs: &str, used: Option<u64>) -> Strin
     if let Some(g) = &p.guid {
         row.push_str(&format!(", uuid {g}"));
     }
-    row.push_str(&format!(", {fs}"));
+    match fs {
+        "raw" => row.push_str(", no filesystem (copied whole)"),
+        "swap" => row.push_str(", swap (header page copied)"),
+        fs => row.push_str(&format!(", {fs}")),
+    }
     if let Some(u) = used {
         row.push_str(&format!(", used {}", human(u)));
     }
@@ -636,7 +640,7 @@ pub fn info_disk(src: Arc<dyn Source>, t: Table) -> Result<Vec<(&'static str, St
                 }
             }
             disk_open::Content::Swap { page } => ("swap".to_string(), Some(*page)),
-            disk_open::Content::Raw => ("raw (copied whole)".to_string(), Some(p.part.len)),
+            disk_open::Content::Raw => ("raw".to_string(), Some(p.part.len)),
         };
         total += used.unwrap_or(p.part.len);
         lines.push(("partition", partition_row(&disk.table, &p.part, &fs, used)));

@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::Path;
@@ -13,50 +12,6 @@ use std::process::{Command, Stdio};
 use common::*;
 use fsimg::fs::{FsChoice, open};
 use fsimg::source::FileSource;
-
-/// Path -> (mode, length, content or the error reading it).
-type Tree = BTreeMap<String, (u16, u64, Result<Vec<u8>, String>)>;
-
-/// Every file, directory and symlink of an ext volume, read by ext4-view.
-fn tree(image: &Path) -> Option<Tree> {
-    let fs = match ext4_view::Ext4::load_from_path(image) {
-        Ok(fs) => fs,
-        // ext4-view refuses some features (meta_bg); the kernel checks those.
-        Err(e) => {
-            eprintln!("ext4-view cannot read {}: {e}", image.display());
-            return None;
-        }
-    };
-    let mut out = BTreeMap::new();
-    let mut dirs = vec![ext4_view::PathBuf::new("/")];
-    while let Some(dir) = dirs.pop() {
-        for entry in fs.read_dir(&dir).expect("read_dir") {
-            let entry = entry.expect("dir entry");
-            let name = entry.file_name();
-            if name.as_str() == Ok(".") || name.as_str() == Ok("..") {
-                continue;
-            }
-            let path = entry.path();
-            let md = fs.symlink_metadata(&path).expect("metadata");
-            // ext4-view 1.0 cannot read some sparse ext2 files; such an
-            // error must then be the same on both sides (the kernel test
-            // compares those files).
-            let content = if md.is_dir() {
-                dirs.push(path.clone());
-                Ok(Vec::new())
-            } else if md.is_symlink() {
-                fs.read_link(&path)
-                    .map(|l| l.as_ref().to_vec())
-                    .map_err(|e| e.to_string())
-            } else {
-                fs.read(&path).map_err(|e| e.to_string())
-            };
-            let key = path.to_str().expect("utf-8 name").to_string();
-            out.insert(key, (md.mode(), md.len(), content));
-        }
-    }
-    Some(out)
-}
 
 fn parse_range(s: &str) -> (u64, u64) {
     let (a, b) = s.split_once('-').expect("a-b");
@@ -148,8 +103,8 @@ fn clone_to_sparse_file_stdout_and_existing_file() {
         let cloned = fs::read(&clone).unwrap();
         assert_used_blocks_only(&name, &source, &cloned, &src, 0);
         assert_e2fsck_clean(&clone);
-        if let Some(t) = tree(&src) {
-            assert_eq!(Some(t), tree(&clone), "{name}: files differ");
+        if let Some(t) = ext_tree(&src) {
+            assert_eq!(Some(t), ext_tree(&clone), "{name}: files differ");
         }
         // Stale data of the deleted file stays behind.
         let e = expected(&name);

@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Cursor, Read};
+
 use std::path::Path;
 use std::process::Command;
 
@@ -24,36 +23,6 @@ fn is_dirty(name: &str) -> bool {
     expected_in("fat", name)
         .get("dirty")
         .is_some_and(|v| v == "1")
-}
-
-/// Every directory and file, read by the fatfs crate (written elsewhere).
-fn tree(img: Vec<u8>) -> BTreeMap<String, Option<Vec<u8>>> {
-    fn walk<T: fatfs::ReadWriteSeek>(
-        dir: fatfs::Dir<'_, T>,
-        prefix: &str,
-        out: &mut BTreeMap<String, Option<Vec<u8>>>,
-    ) {
-        for e in dir.iter() {
-            let e = e.expect("dir entry");
-            let name = e.file_name();
-            if name == "." || name == ".." {
-                continue;
-            }
-            let path = format!("{prefix}/{name}");
-            if e.is_dir() {
-                out.insert(path.clone(), None);
-                walk(e.to_dir(), &path, out);
-            } else {
-                let mut v = Vec::new();
-                e.to_file().read_to_end(&mut v).expect("read");
-                out.insert(path, Some(v));
-            }
-        }
-    }
-    let fs = fatfs::FileSystem::new(Cursor::new(img), fatfs::FsOptions::new()).expect("fatfs");
-    let mut out = BTreeMap::new();
-    walk(fs.root_dir(), "", &mut out);
-    out
 }
 
 fn assert_fsck_clean(path: &Path) {
@@ -121,8 +90,8 @@ fn clone_and_round_trip_every_image() {
         assert_used_only(&name, &source, &cloned);
         assert_fsck_clean(&clone);
         assert_eq!(
-            tree(source.clone()),
-            tree(cloned.clone()),
+            fat_tree(source.clone()),
+            fat_tree(cloned.clone()),
             "{name}: files differ"
         );
 

@@ -33,9 +33,19 @@ pub fn run_ok(args: &[&str]) -> Output {
 
 /// Runs fsimg, asserts exit status 1 and that stderr contains `needle`.
 pub fn run_err(args: &[&str], needle: &str) -> String {
+    run_fails(args, 1, needle)
+}
+
+/// Runs fsimg, asserts exit status 2 (a usage error: an argument that
+/// names nothing fsimg can use) and that stderr contains `needle`.
+pub fn run_usage_err(args: &[&str], needle: &str) -> String {
+    run_fails(args, 2, needle)
+}
+
+fn run_fails(args: &[&str], code: i32, needle: &str) -> String {
     let out = run(args);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "fsimg {args:?}: {err}");
+    assert_eq!(out.status.code(), Some(code), "fsimg {args:?}: {err}");
     assert!(
         err.contains(needle),
         "fsimg {args:?}: expected {needle:?} in {err:?}"
@@ -313,4 +323,79 @@ pub fn assert_round_trips(name: &str, dir: &Path, src: &str, cloned: &[u8], fs: 
         let text = String::from_utf8_lossy(&info.stdout);
         assert!(text.contains(fs), "{name}: {text}");
     }
+}
+
+/// Path -> (mode, length, content or the error reading it).
+pub type ExtTree = std::collections::BTreeMap<String, (u16, u64, Result<Vec<u8>, String>)>;
+
+/// Every file, directory and symlink of an ext volume, read by ext4-view.
+pub fn ext_tree(image: &Path) -> Option<ExtTree> {
+    let fs = match ext4_view::Ext4::load_from_path(image) {
+        Ok(fs) => fs,
+        // ext4-view refuses some features (meta_bg); the kernel checks those.
+        Err(e) => {
+            eprintln!("ext4-view cannot read {}: {e}", image.display());
+            return None;
+        }
+    };
+    let mut out = std::collections::BTreeMap::new();
+    let mut dirs = vec![ext4_view::PathBuf::new("/")];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs.read_dir(&dir).expect("read_dir") {
+            let entry = entry.expect("dir entry");
+            let name = entry.file_name();
+            if name.as_str() == Ok(".") || name.as_str() == Ok("..") {
+                continue;
+            }
+            let path = entry.path();
+            let md = fs.symlink_metadata(&path).expect("metadata");
+            // ext4-view 1.0 cannot read some sparse ext2 files; such an
+            // error must then be the same on both sides (the kernel test
+            // compares those files).
+            let content = if md.is_dir() {
+                dirs.push(path.clone());
+                Ok(Vec::new())
+            } else if md.is_symlink() {
+                fs.read_link(&path)
+                    .map(|l| l.as_ref().to_vec())
+                    .map_err(|e| e.to_string())
+            } else {
+                fs.read(&path).map_err(|e| e.to_string())
+            };
+            let key = path.to_str().expect("utf-8 name").to_string();
+            out.insert(key, (md.mode(), md.len(), content));
+        }
+    }
+    Some(out)
+}
+
+/// Every directory and file, read by the fatfs crate (written elsewhere).
+pub fn fat_tree(img: Vec<u8>) -> std::collections::BTreeMap<String, Option<Vec<u8>>> {
+    fn walk<T: fatfs::ReadWriteSeek>(
+        dir: fatfs::Dir<'_, T>,
+        prefix: &str,
+        out: &mut std::collections::BTreeMap<String, Option<Vec<u8>>>,
+    ) {
+        for e in dir.iter() {
+            let e = e.expect("dir entry");
+            let name = e.file_name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let path = format!("{prefix}/{name}");
+            if e.is_dir() {
+                out.insert(path.clone(), None);
+                walk(e.to_dir(), &path, out);
+            } else {
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut e.to_file(), &mut v).expect("read");
+                out.insert(path, Some(v));
+            }
+        }
+    }
+    let fs =
+        fatfs::FileSystem::new(std::io::Cursor::new(img), fatfs::FsOptions::new()).expect("fatfs");
+    let mut out = std::collections::BTreeMap::new();
+    walk(fs.root_dir(), "", &mut out);
+    out
 }

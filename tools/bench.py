@@ -8,7 +8,12 @@ Usage (normally through tools/bench.sh):
 
 The filesystem is what `fsimg info VOL` finds; the peers are partclone
 (partclone.extfs, partclone.ntfs or partclone.fat32) everywhere, e2image for
-ext4 and ntfsclone for NTFS.  Every scenario runs each of its tools once
+ext4 and ntfsclone for NTFS.  When VOL is a whole MBR disk (fsimg info finds
+a partition table; tools/make-bench-fs.sh --fs disk), the peers are dd (for
+the sparse clone) and the Clonezilla way (sfdisk -d, dd of sector 0 and the
+boot gap, partclone.vfat / partclone.extfs -c of each partition through a
+loop device at its offset; its restore likewise), and the read limit is a
+pread of the used ranges of the whole disk (see disk_main).  Every scenario runs each of its tools once
 untimed first (warm-up; its output is checked for correctness and the check
 fails the run if it is wrong), then N timed rounds, each round running every
 tool once, in a shuffled order (seeded, the same in every benchmark).
@@ -55,6 +60,7 @@ appended to the markdown file, and the exit status is 1.
 """
 import argparse
 import datetime
+import json
 import mmap
 import os
 import platform
@@ -186,18 +192,21 @@ def settle():
 
 
 PROBE_VOL = None  # the volume, read by probe() (set in main)
+PROBE_AT = [(0, 128 * MiB)]  # what probe() reads of it: (offset, length) (a disk: used ranges)
 PROBE_BEST = [float("inf")]
 PROBE_BUF = bytearray(4 * MiB)
 
 
 def probe():
-    """Reads 128 MiB of the volume in 4 MiB preads; returns the seconds it
+    """Reads 128 MiB of the volume in 4 MiB preads (the first 128 MiB, or of
+    a disk the first 128 MiB of its used ranges); returns the seconds it
     took (and keeps the fastest ever in PROBE_BEST)."""
     fd = os.open(PROBE_VOL, os.O_RDONLY)
     try:
         t = time.perf_counter()
-        for off in range(0, 128 * MiB, len(PROBE_BUF)):
-            os.preadv(fd, [PROBE_BUF], off)
+        for at, n in PROBE_AT:
+            for off in range(at, at + n, len(PROBE_BUF)):
+                os.preadv(fd, [memoryview(PROBE_BUF)[:min(len(PROBE_BUF), at + n - off)]], off)
         took = time.perf_counter() - t
     finally:
         os.close(fd)
@@ -228,10 +237,25 @@ def out_of(argv):
 
 
 def allocated(path):
+    """Bytes allocated to a file, or to all files under a directory."""
+    if os.path.isdir(path):
+        return sum(allocated(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
     return os.stat(path).st_blocks * 512
 
 
+def file_size(path):
+    """st_size of a file, or the sum over all files under a directory."""
+    if os.path.isdir(path):
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+    return os.path.getsize(path)
+
+
 def rm(path):
+    """Removes a file, or a directory with all in it (the Clonezilla way's
+    outputs)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+        return
     try:
         os.unlink(path)
     except FileNotFoundError:
@@ -378,7 +402,7 @@ def run_scenario(sc, runs, work):
                 if t.size == "alloc":
                     t.out_size = allocated(t.output)
                 elif t.size == "file":
-                    t.out_size = os.path.getsize(t.output)
+                    t.out_size = file_size(t.output)
                 rm(t.output)
             if sc.lean:
                 t.drop_inputs()
@@ -501,6 +525,7 @@ def targets(scenarios):
         out.append(f"target {'met' if ok else 'MISSED'}: {text}")
 
     for key, what, peer_max, lim_max in (("save", "save to /dev/null", 0.5, 1.5),
+                                         ("savefile", "save to a file", 0.5, None),
                                          ("clone", "sparse clone", 0.5, 1.5),
                                          ("restore", "restore", 0.5, None),
                                          ("zstd", "zstd save", 0.6, None)):
@@ -517,6 +542,10 @@ def targets(scenarios):
                  + (" (its run in the read-limit rounds)" if t is limit_fs else "")
                  + f" = {r:.2f}x the read limit ({limit.name}, {med(limit):.3f} s; "
                  f"target <= {lim_max}x)")
+        if key == "savefile" and copy:
+            out.append(f"no target: save to a file: fsimg {med(fs):.3f} s = "
+                       f"{med(fs) / med(copy):.2f}x the copy limit ({copy.name}, "
+                       f"{med(copy):.3f} s)")
         if key == "clone" and copy:
             out.append(f"no target: sparse clone: fsimg {med(fs):.3f} s = "
                        f"{med(fs) / med(copy):.2f}x the copy limit ({copy.name}, "
@@ -547,6 +576,393 @@ def md_table(head, rows):
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
     return "\n".join(lines)
 
+# ---------------------------------------------------------------------------
+# A whole disk (tools/make-bench-fs.sh --fs disk): fsimg against dd and the
+# Clonezilla way
+
+
+# partclone for each filesystem, as Clonezilla picks it (partclone.vfat for
+# FAT), and the checker of a partition of a clone.
+DISK_FS = {
+    "fat": {"partclone": "partclone.vfat", "fsck": ["fsck.fat", "-n"]},
+    "ext": {"partclone": "partclone.extfs", "fsck": ["e2fsck", "-fn"]},
+    "ntfs": {"partclone": "partclone.ntfs", "fsck": ["ntfsfix", "-n"]},
+}
+
+
+def disk_layout(disk, text):
+    """What `fsimg info DISK` (its output: text) and `sfdisk -J DISK` say:
+    {"label", "id", "sector", "size", "gap", "used", "parts": [{"n", "start",
+    "sectors", "off", "bytes", "fs", "fam", "used"}]}.  "gap" is what fsimg
+    copies of the tables and the boot gap, "used" that plus the used bytes
+    of the partitions: the bytes fsimg copies."""
+    info = {}
+    found = {}
+    for line in text.splitlines():
+        kv = re.split(r"\s{2,}", line.strip(), maxsplit=1)
+        if len(kv) != 2:
+            continue
+        if kv[0] == "partition":
+            m = re.match(r"(\d+): sectors (\d+)\.\.(\d+) .*\), (\w+), used ([\d.]+ \w+), offset=(\d+)$",
+                         kv[1])
+            if not m:
+                sys.exit(f"bench: cannot read fsimg info's partition line: {kv[1]}")
+            found[int(m.group(1))] = m
+        else:
+            info[kv[0]] = kv[1]
+    pt = json.loads(out_of(["sfdisk", "-J", disk]))["partitiontable"]
+    ss = int(pt.get("sectorsize", 512))
+    parts = []
+    for i, p in enumerate(pt["partitions"]):
+        n = int(re.search(r"(\d+)$", p["node"]).group(1)) if "node" in p else i + 1
+        m = found.get(n)
+        if not m or int(m.group(2)) != p["start"]:
+            sys.exit(f"bench: fsimg info and sfdisk disagree on partition {n}")
+        fs = m.group(4)
+        fam = next((k for k in DISK_FS if fs.startswith(k)), None)
+        if fam is None:
+            sys.exit(f"bench: no partclone known for partition {n}'s {fs}")
+        parts.append({"n": n, "start": p["start"], "sectors": p["size"], "off": p["start"] * ss,
+                      "bytes": p["size"] * ss, "fs": fs, "fam": fam, "used": m.group(5)})
+    gap = int(re.match(r"(\d+)", info["tables and boot gap"]).group(1))
+    in_parts = int(re.search(r"(\d+) bytes in partitions", info["to copy"]).group(1))
+    return {"label": pt["label"], "id": pt.get("id", "?"), "sector": ss,
+            "size": int(re.match(r"(\d+)", info["disk size"]).group(1)),
+            "gap": gap, "used": gap + in_parts, "parts": parts}
+
+
+def clonezilla_scripts(lay, pclog):
+    """Two bash scripts, the Clonezilla way for this disk: save (DISK DIR
+    file|null|zstd) and restore (DIR TARGET).  Save is Clonezilla's savedisk
+    on an MBR disk: the table (sfdisk -d), sector 0 and the hidden data
+    after it up to partition 1 (dd), then each partition through a loop
+    device at its offset with partclone -c (into DIR/pN.img; to /dev/null;
+    or through zstd -T0 -3 into DIR/pN.img.zst).  Restore is its
+    restoredisk: sfdisk writes the table, dd puts back the boot code (446
+    bytes) and the hidden data, and partclone -r writes each partition
+    through a loop device."""
+    ss = lay["sector"]
+    first = min(p["start"] for p in lay["parts"])
+    calls = "\n".join(f"part {p['n']} {p['off']} {p['bytes']} {DISK_FS[p['fam']]['partclone']}"
+                      for p in lay["parts"])
+    save = f"""set -euo pipefail
+d=$1 o=$2 mode=$3
+mkdir -p "$o"
+sfdisk -d "$d" >"$o/pt.sf"
+dd if="$d" of="$o/mbr" bs={ss} count=1 status=none
+dd if="$d" of="$o/hidden-data-after-mbr" bs={ss} skip=1 count={first - 1} status=none
+part() {{
+    local l
+    l=$(losetup -f --show -r -o "$2" --sizelimit "$3" "$d")
+    case $mode in
+        file) "$4" -c -q -L '{pclog}' -s "$l" -o "$o/p$1.img" ;;
+        null) "$4" -c -q -L '{pclog}' -s "$l" -o - >/dev/null ;;
+        zstd) "$4" -c -q -L '{pclog}' -s "$l" -o - | zstd -q -T0 -3 >"$o/p$1.img.zst" ;;
+    esac || {{ losetup -d "$l"; exit 1; }}
+    losetup -d "$l"
+}}
+{calls}
+"""
+    restore = f"""set -euo pipefail
+i=$1 t=$2
+sfdisk -q --no-reread --no-tell-kernel "$t" <"$i/pt.sf"
+dd if="$i/mbr" of="$t" bs=446 count=1 conv=notrunc status=none
+dd if="$i/hidden-data-after-mbr" of="$t" bs={ss} seek=1 conv=notrunc status=none
+part() {{
+    local l
+    l=$(losetup -f --show -o "$2" --sizelimit "$3" "$t")
+    if [ -e "$i/p$1.img.zst" ]; then
+        zstd -dc "$i/p$1.img.zst" | "$4" -r -q -L '{pclog}' -s - -O "$l"
+    else
+        "$4" -r -q -L '{pclog}' -s "$i/p$1.img" -O "$l"
+    fi || {{ losetup -d "$l"; exit 1; }}
+    losetup -d "$l"
+}}
+{calls}
+"""
+    return save, restore
+
+
+def disk_versions(fsimg, lay):
+    v = tool_versions(fsimg, None, DISK_FS[lay["parts"][0]["fam"]]["partclone"])
+    fams = {p["fam"] for p in lay["parts"]}
+    if "ext" in fams:
+        m = re.search(r"e2image ([\d.]+)", out_of(["e2image"]))
+        v["e2fsprogs"] = m.group(1) if m else "?"
+    if "fat" in fams:
+        m = re.search(r"fsck.fat ([\d.]+)", out_of(["fsck.fat", "-n", "/dev/null"]))
+        v["dosfstools"] = m.group(1) if m else "?"
+    m = re.search(r"util-linux ([\d.]+)", out_of(["sfdisk", "--version"]))
+    v["util-linux"] = m.group(1) if m else "?"
+    m = re.search(r"\(GNU coreutils\) ([\d.]+)", out_of(["dd", "--version"]))
+    v["coreutils"] = m.group(1) if m else "?"
+    return v
+
+
+def disk_main(a, text):
+    global PRETOUCH
+    fsimg, disk, work = a.fsimg, a.vol, a.work
+    W = lambda name: os.path.join(work, name)  # noqa: E731
+    lay = disk_layout(disk, text)
+    if lay["label"] != "dos":
+        sys.exit("bench: the Clonezilla way here knows MBR disks only")
+    used, dev_size, parts = lay["used"], lay["size"], lay["parts"]
+    PRETOUCH = (2 * used + 256 * MiB) if a.pretouch is None else a.pretouch * MiB
+    layout = "; ".join(f"partition {p['n']} {p['fs']}, {p['bytes'] / MiB:.0f} MiB at sector "
+                       f"{p['start']}, {p['used']} used" for p in parts)
+    log(f"disk {disk}: MBR, {dev_size / MiB:.0f} MiB; {layout}; fsimg copies "
+        f"{used / MiB:.0f} MiB ({100 * used / dev_size:.1f} %)")
+    pclog = W("partclone.log")
+    cz_save, cz_restore = W("clonezilla-save.sh"), W("clonezilla-restore.sh")
+    for path, script in zip((cz_save, cz_restore), clonezilla_scripts(lay, pclog)):
+        with open(path, "w") as f:
+            f.write(script)
+
+    # The reference: fsimg's sparse clone (as for a volume); its data
+    # extents are the used ranges the read limit reads.
+    log("making the reference clone (untimed)")
+    ref_clone, ranges = W("ref.clone"), W("ranges.txt")
+    rm(ref_clone)
+    sh([fsimg, "-q", "-o", ref_clone, disk])
+    with open(ranges, "w") as f:
+        sh(["python3", os.path.join(HERE, "bench-readused.py"), "ranges", ref_clone], stdout=f)
+    extents = [tuple(map(int, line.split())) for line in open(ranges)]
+    nranges, range_bytes = len(extents), sum(n for _, n in extents)
+    ref_crc = crc(ref_clone)
+    rm(ref_clone)
+    # The probe reads the first 128 MiB of the used ranges (most of the disk is holes).
+    PROBE_AT[:] = []
+    left = 128 * MiB
+    for off, n in extents:
+        if left <= 0:
+            break
+        PROBE_AT.append((off, min(n, left)))
+        left -= min(n, left)
+    log("CRC of the disk (untimed, for dd's clone)")
+    disk_crc = crc(disk)
+
+    def truncate(path):
+        def f():
+            rm(path)
+            with open(path, "wb") as fh:
+                fh.truncate(dev_size)
+        return f
+
+    def fresh(path):
+        return lambda: rm(path)
+
+    def same_as_ref(path, what):
+        got = crc(path)
+        if got == ref_crc:
+            return [(True, f"{what} == reference clone")]
+        sh([fsimg, "-q", "-o", ref_clone, disk])
+        try:
+            diff = differing_blocks(path, ref_clone)
+        finally:
+            rm(ref_clone)
+        return [(False, f"{what} vs reference clone: {len(diff)} 4096-byte blocks differ"
+                 + (f" (size {got[1]} vs {ref_crc[1]})" if got[1] != ref_crc[1] else "")
+                 + f", first: {diff[:10]}")]
+
+    def fsck_parts(path, what):
+        """Each partition of the disk image `path` checked through a
+        read-only loop device at its offset, and its table and boot gap
+        compared with the disk's."""
+        out = []
+        for p in parts:
+            loop = out_of(["losetup", "-f", "--show", "-r", "-o", p["off"], "--sizelimit",
+                           p["bytes"], path])
+            try:
+                argv = DISK_FS[p["fam"]]["fsck"] + [loop]
+                r = subprocess.run(argv, capture_output=True, text=True)
+            finally:
+                sh(["losetup", "-d", loop])
+            out.append((r.returncode == 0, f"{' '.join(argv[:-1])} of partition {p['n']} of "
+                        f"{what}: rc {r.returncode}"
+                        + (" (clean)" if r.returncode == 0 else "\n" + r.stdout + r.stderr)))
+        n = min(p["off"] for p in parts)
+        with open(path, "rb") as x, open(disk, "rb") as y:
+            same = x.read(n) == y.read(n)
+        out.append((same, f"sector 0 and the boot gap ({n} bytes) of {what} "
+                    + ("== the disk's" if same else "DIFFER from the disk's")))
+        return out
+
+    def cz_restored(src, what):
+        """Restores the Clonezilla way's image directory `src` onto a new
+        file and compares it with the reference clone."""
+        def f():
+            tmp = W("cz.restored")
+            truncate(tmp)()
+            r = subprocess.run(["bash", cz_restore, src, tmp], capture_output=True, text=True)
+            if r.returncode != 0:
+                rm(tmp)
+                return [(False, f"{what}: rc {r.returncode}\n{r.stderr[-2000:]}")]
+            c = same_as_ref(tmp, what)
+            rm(tmp)
+            return c
+        return f
+
+    def fsimg_restored(img, what):
+        def f():
+            c = []
+            r = subprocess.run([fsimg, "verify", img], capture_output=True, text=True)
+            c.append((r.returncode == 0, f"fsimg verify: {(r.stdout + r.stderr).strip()} "
+                      f"(rc {r.returncode})"))
+            tmp = W("f.restored")
+            rm(tmp)
+            sh([fsimg, "-q", "-r", "-o", tmp, img])
+            c += same_as_ref(tmp, what)
+            rm(tmp)
+            return c
+        return f
+
+    pc_env = {"LD_PRELOAD": a.shim} if a.shim else None
+    cz_note = ("the Clonezilla way, one bash script: sfdisk -d, dd of sector 0 and of the gap "
+               "before partition 1, then for each partition losetup -f -r -o OFF --sizelimit "
+               "SIZE (included in the time: about 4 ms each) and "
+               + " / ".join(sorted({DISK_FS[p["fam"]]["partclone"] for p in parts}))
+               + " -c -s LOOP; peak RSS is its largest process (pipeline stages not summed); "
+               + ("partclone with the sleep shim" if a.shim else
+                  "stock partclone: includes up to 2 s of progress-thread sleep per partition"))
+    czr_note = ("Clonezilla's restore, one bash script: sfdisk of the saved table onto the "
+                "target, dd of the boot code and the gap, then for each partition losetup at "
+                "its offset in the target (timed) and partclone -r -O LOOP; target pre-sized "
+                "with truncate, untimed; "
+                + ("sleep shim" if a.shim else "stock partclone"))
+
+    scenarios = []
+
+    # 1. Save to /dev/null.
+    def verify_save():
+        r = subprocess.run(f"'{fsimg}' -q -s -o - '{disk}' | '{fsimg}' verify -", shell=True,
+                           capture_output=True, text=True)
+        return [(r.returncode == 0, "fsimg -s -o - | fsimg verify -: "
+                 f"{(r.stdout + r.stderr).strip()} (rc {r.returncode})")]
+
+    cz_null = W("cz.null")
+    scenarios.append(Scenario("save", "save image to /dev/null", [
+        Tool("fsimg -s", Cmd([fsimg, "-q", "-s", "-o", "-", disk])),
+        Tool("Clonezilla way -c", Cmd(["bash", cz_save, disk, cz_null, "null"]),
+             setup=fresh(cz_null), env=pc_env,
+             note=cz_note + "; partclone -o - >/dev/null (the table, sector 0 and the gap "
+                  "to small files)"),
+    ], verify_save))
+
+    # 2. Save to a file in /dev/shm.
+    img_out, cz_out = W("save.fsimg"), W("save.cz")
+    scenarios.append(Scenario("savefile", "save image to /dev/shm file", [
+        Tool("fsimg -s", Cmd([fsimg, "-q", "-s", "-o", img_out, disk]), setup=fresh(img_out),
+             output=img_out, check=fsimg_restored(img_out, "fsimg -r of fsimg -s's image")),
+        Tool("Clonezilla way -c", Cmd(["bash", cz_save, disk, cz_out, "file"]),
+             setup=fresh(cz_out), output=cz_out, env=pc_env,
+             note=cz_note + "; into a directory: pt.sf, mbr, hidden-data-after-mbr, pN.img",
+             check=cz_restored(cz_out, "Clonezilla's restore of its save")),
+    ]))
+
+    # 3. Sparse clone to a file.
+    out_f, out_d = W("clone.fsimg"), W("clone.dd")
+
+    def check_dd():
+        got = crc(out_d)
+        return [(got == disk_crc, "dd conv=sparse's clone " + (
+            "== the disk" if got == disk_crc else f"DIFFERS from the disk ({got} vs {disk_crc})"))]
+
+    scenarios.append(Scenario("clone", "sparse clone to /dev/shm file", [
+        Tool("fsimg -o", Cmd([fsimg, "-q", "-o", out_f, disk]), setup=fresh(out_f),
+             output=out_f, size="alloc",
+             check=lambda: fsck_parts(out_f, "fsimg's clone") + same_as_ref(out_f, "fsimg -o")),
+        Tool("dd conv=sparse", Cmd(["dd", f"if={disk}", f"of={out_d}", "bs=4M", "conv=sparse",
+                                    "status=none"]),
+             setup=fresh(out_d), output=out_d, size="alloc", check=check_dd,
+             note="dd bs=4M conv=sparse: reads the whole disk (its holes too: the disk is a "
+                  "sparse file, so free space that never held data reads as zeros and is "
+                  "skipped), writes every non-zero 4 MiB block, deleted files' data included"),
+    ]))
+
+    # 4. Restore an image onto a file.  Each restores its own image, made untimed.
+    img_f, img_c = W("img.fsimg"), W("img.cz")
+    res_f, res_c = W("restore.fsimg"), W("restore.cz")
+    restore = Scenario("restore", "restore image to /dev/shm file", [
+        Tool("fsimg -r -O", Cmd([fsimg, "-q", "-r", "-O", res_f, img_f]), setup=truncate(res_f),
+             output=res_f, size="alloc",
+             note="target pre-sized with truncate, untimed",
+             inputs=[(img_f, lambda: sh([fsimg, "-q", "-s", "-o", img_f, disk]))],
+             check=lambda: same_as_ref(res_f, "fsimg -r -O")),
+        Tool("Clonezilla way -r", Cmd(["bash", cz_restore, img_c, res_c]), setup=truncate(res_c),
+             output=res_c, size="alloc", env=pc_env, note=czr_note,
+             inputs=[(img_c, lambda: sh(["bash", cz_save, disk, img_c, "file"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))],
+             check=lambda: same_as_ref(res_c, "Clonezilla way -r")),
+    ])
+    scenarios.append(restore)
+
+    # 5. Compressed save.
+    z_f, z_c = W("save.fsimg.zst"), W("save.cz.zst")
+    scenarios.append(Scenario("zstd", "compressed save (zstd -3) to /dev/shm file", [
+        Tool("fsimg -s -z 3", Cmd([fsimg, "-q", "-s", "-z", "3", "-o", z_f, disk]),
+             setup=fresh(z_f), output=z_f, note=f"-j default = {os.cpu_count()} threads",
+             check=fsimg_restored(z_f, "fsimg -r of the -z image")),
+        Tool("Clonezilla way -c | zstd -T0 -3", Cmd(["bash", cz_save, disk, z_c, "zstd"]),
+             setup=fresh(z_c), output=z_c, env=pc_env,
+             note=cz_note + "; partclone -o - | zstd -T0 -3 > pN.img.zst (Clonezilla's -z9p)",
+             check=cz_restored(z_c, "zstd -d | partclone -r (Clonezilla's restore)")),
+    ]))
+
+    # 6. The read limit.
+    scenarios.append(Scenario("limit", "read limit", [
+        Tool("fsimg -s", Cmd([fsimg, "-q", "-s", "-o", "-", disk]),
+             note="same as row 1, for the ratio"),
+        Tool("pread used ranges", Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "read",
+                                       disk, ranges]), inner=r" in ([\d.]+) s \(",
+             note=f"{nranges} used ranges, {range_bytes / MiB:.1f} MiB (the data extents of "
+                  "fsimg's sparse clone of the disk: sector 0, the boot gap and the used "
+                  "blocks of each partition, at their offsets in the disk), 4 MiB preads; "
+                  "read loop time, without interpreter start-up"),
+        Tool("pread+pwrite used ranges to a file",
+             Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "copy", disk, ranges,
+                  W("copy.limit")]), inner=r" in ([\d.]+) s \(",
+             setup=fresh(W("copy.limit")), output=W("copy.limit"), size="alloc",
+             note="the same reads, each pwritten to a new file in /dev/shm, on one thread: "
+                  "a plain copy of the used ranges; open to close, without interpreter "
+                  "start-up"),
+        Tool("pwrite used ranges to a file",
+             Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "write", disk, ranges,
+                  W("write.limit")]), inner=r" in ([\d.]+) s \(",
+             setup=fresh(W("write.limit")), output=W("write.limit"), size="alloc",
+             note="only the pwrites of the copy, from a buffer filled once: what filling the "
+                  "new pages costs by itself, the floor for any sparse clone"),
+    ]))
+
+    only = set(filter(None, a.only.split(",")))
+    scenarios = [s for s in scenarios if not only or s.key in only]
+
+    need = 3 * used * 1.05 + 2 * GiB
+    if restore in scenarios and mem_available() < need:
+        restore.lean = True
+        log(f"restore: {mem_available() / GiB:.1f} GiB available, {need / GiB:.1f} GiB wanted "
+            "for both images at once: each image is made before each run (lean)")
+
+    load_start = open("/proc/loadavg").read().split()[:3]
+    t_start = time.time()
+    for sc in scenarios:
+        run_scenario(sc, a.runs, work)
+    elapsed = time.time() - t_start
+    load_end = open("/proc/loadavg").read().split()[:3]
+
+    fams = "+".join(p["fs"] for p in parts)
+    name = os.path.basename(disk)
+    report(a, scenarios, used, elapsed, load_start, load_end, disk,
+           title=f"disk (MBR, {fams})",
+           summary=f"disk: {name}, {dev_size / MiB:.0f} MiB, MBR; {layout}; fsimg copies "
+                   f"{used / MiB:.0f} MiB",
+           describe=f"- disk: `{name}` in /dev/shm, a sparse file of {dev_size / MiB:.0f} MiB, "
+                    f"MBR (label-id {lay['id']}); {layout}; fsimg copies {used / MiB:.0f} MiB "
+                    f"({100 * used / dev_size:.1f} %: sector 0, the {lay['gap'] // MiB} MiB "
+                    f"before partition 1 and the used blocks), {nranges} used ranges",
+           vers=disk_versions(fsimg, lay),
+           lean=" restore in lean mode (each image made, untimed, before each run)"
+           if restore.lean else "")
+
 
 # ---------------------------------------------------------------------------
 
@@ -573,8 +989,11 @@ def main():
 
     fsimg, vol, work = a.fsimg, a.vol, a.work
     os.makedirs(work, exist_ok=True)
+    text = out_of([fsimg, "info", vol])
+    if re.search(r"^partition table\s", text, re.M):
+        return disk_main(a, text)
     info = dict(re.split(r"\s{2,}", l.strip(), maxsplit=1)
-                for l in out_of([fsimg, "info", vol]).splitlines() if l.strip())
+                for l in text.splitlines() if l.strip())
     fsname = info["filesystem"]
     fs = ("ext4" if fsname.startswith("ext") else "fat32" if fsname.startswith("fat")
           else fsname)
@@ -829,10 +1248,25 @@ def main():
     elapsed = time.time() - t_start
     load_end = open("/proc/loadavg").read().split()[:3]
 
+    lean = " restore in lean mode (each image made, untimed, before each run)" \
+        if restore.lean else ""
+    report(a, scenarios, used, elapsed, load_start, load_end, vol,
+           title=fsname,
+           summary=f"{fsname}: {os.path.basename(vol)}, {dev_size / MiB:.0f} MiB, "
+                   f"{used / MiB:.0f} MiB used",
+           describe=f"- volume: `{os.path.basename(vol)}` in /dev/shm, {fsname}, "
+                    f"{dev_size / MiB:.0f} MiB, {info.get('cluster size', '?')}-byte clusters, "
+                    f"{used / MiB:.0f} MiB used ({100 * frac:.1f} %), {nranges} used ranges",
+           vers=tool_versions(fsimg, fs, pcbin), lean=lean)
+
+
+def report(a, scenarios, used, elapsed, load_start, load_end, vol, title, summary, describe,
+           vers, lean=""):
+    """Prints the table, the checks and the targets; exits 1 if a check
+    failed, else appends the entry to a.md (if given)."""
     head, rows, notes = build_table(scenarios, used)
     goals = targets(scenarios)
     mach = machine_info()
-    vers = tool_versions(fsimg, fs, pcbin)
     meta = ""
     if os.path.exists(vol + ".meta"):
         meta = open(vol + ".meta").read().strip()
@@ -841,8 +1275,7 @@ def main():
     failed = [t for ok, t in checks if not ok]
 
     print()
-    print(f"{fsname}: {os.path.basename(vol)}, {dev_size / MiB:.0f} MiB, "
-          f"{used / MiB:.0f} MiB used")
+    print(summary)
     print(text_table(head, rows))
     print()
     for i, n in enumerate(notes):
@@ -859,15 +1292,13 @@ def main():
 
     if a.md:
         md = []
-        md.append(f"## {date} — {fsname}{', ' + a.label if a.label else ''}")
+        md.append(f"## {date} — {title}{', ' + a.label if a.label else ''}")
         md.append("")
         md.append(f"- machine: {mach['cpus']} CPUs, {mach['cpu']}, {mach['ram']} RAM, "
                   f"Linux {mach['kernel']}; load average {' '.join(load_start)} at the start, "
                   f"{' '.join(load_end)} at the end (other work on the machine adds noise)")
         md.append("- tools: " + ", ".join(f"{k} {v}" for k, v in vers.items()))
-        md.append(f"- volume: `{os.path.basename(vol)}` in /dev/shm, {fsname}, "
-                  f"{dev_size / MiB:.0f} MiB, {info.get('cluster size', '?')}-byte clusters, "
-                  f"{used / MiB:.0f} MiB used ({100 * frac:.1f} %), {nranges} used ranges")
+        md.append(describe)
         if meta:
             md.append(f"- contents: {meta}")
         md.append(f"- {a.runs} timed runs per tool after one untimed warm-up, each round running "
@@ -882,8 +1313,7 @@ def main():
                      "the host (see tools/bench.py); " if SETTLE else "")
                   + 
                   f"the benchmark took {elapsed:.0f} s"
-                  + ("; restore in lean mode (each image made, untimed, before each run)"
-                     if restore.lean else ""))
+                  + (";" + lean if lean else ""))
         md.append("")
         md.append(md_table(head, rows))
         md.append("")

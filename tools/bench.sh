@@ -1,14 +1,28 @@
 #!/usr/bin/env bash
-# Benchmark fsimg against its peers (partclone, ntfsclone, e2image) and the
-# read limit, on a filled volume kept in RAM.
+# Benchmark fsimg against its peers (partclone, ntfsclone, e2image, and for a
+# whole disk dd and the Clonezilla way) and the read limit, on a filled
+# volume or disk kept in RAM.
 #
-# Usage: tools/bench.sh [ext4|ntfs|fat32|all] [--size MIB] [--fill PCT] [--runs N]
-#                       [--seed N] [--only SCENARIOS] [--label TEXT]
+# Usage: tools/bench.sh [ext4|ntfs|fat32|disk|all] [--size MIB] [--fill PCT] [--runs N]
+#                       [--seed N] [--only SCENARIOS] [--label TEXT] [--smoke]
 #                       [--no-md | --md FILE] [--profile] [--keep | --drop] [--no-pretouch]
 #                       [--no-settle]
-#   defaults: ext4, --size 4096, --fill 40, --runs 5
-#   all:      ext4, then ntfs, then fat32
-#   --only:   comma-separated subset of save,clone,restore,zstd,limit
+#   defaults: ext4, --runs 5; a volume --size 4096 --fill 40, the disk
+#             --size 8192 --fill 20
+#   all:      ext4, then ntfs, then fat32, then disk
+#   disk:     a whole disk in the Raspberry Pi OS layout (MBR; partition 1
+#             FAT32, 512 MiB at sector 8192; partition 2 ext4, the rest),
+#             both partitions filled to PCT % (tools/make-bench-fs.sh --fs
+#             disk); a sparse file, so it and its outputs take about
+#             (PCT + 10) % + 4 x PCT % of SIZE in /dev/shm; with the default
+#             size, if /dev/shm has less room, the largest power-of-two size
+#             that fits is used instead, and said
+#   --only:   comma-separated subset of save,clone,restore,zstd,limit (and
+#             savefile, for the disk)
+#   --smoke:  the CI form, to see that every tool still runs and every output
+#             checks out (the times mean little): volumes of 256 MiB at 40 %,
+#             the disk 512 MiB at 20 %, one round, --no-md --no-settle
+#             --no-pretouch (explicit --size/--fill/--runs win)
 #   --no-md:  print the tables only, do not append to docs/benchmarks.md
 #   --md FILE: append to FILE instead of docs/benchmarks.md
 #   --profile: also run tools/bench-profile.sh (perf stat, strace summary) on
@@ -30,10 +44,12 @@
 # through mtools), python3, e2fsprogs (mkfs.ext4, e2image, dumpe2fs,
 # e2fsck), ntfs-3g (mkntfs, ntfs-3g, ntfsclone, ntfsfix) and /dev/fuse,
 # dosfstools (mkfs.fat, fsck.fat), mtools, partclone (partclone.extfs,
-# partclone.ntfs, partclone.fat32), zstd, GNU time (/usr/bin/time),
-# coreutils, and a C compiler for the partclone sleep shim (optional).
-# Only the tools of the filesystems asked for are needed.  On Debian/Ubuntu:
-#   apt-get install e2fsprogs ntfs-3g dosfstools mtools partclone zstd python3 time gcc
+# partclone.ntfs, partclone.fat32, partclone.vfat), zstd, GNU time
+# (/usr/bin/time), coreutils, util-linux (sfdisk and losetup, for the disk;
+# sfdisk is in Debian's fdisk package), and a C compiler for the partclone
+# sleep shim (optional).  Only the tools of the scenarios asked for are
+# needed.  On Debian/Ubuntu:
+#   apt-get install e2fsprogs ntfs-3g dosfstools mtools partclone zstd python3 time gcc fdisk
 #
 # Each volume is built by tools/make-bench-fs.sh and cached in /dev/shm, so it
 # and every output stay in RAM (needs about 2.5x the volume size free in
@@ -49,17 +65,29 @@
 #   zstd     fsimg -s -z 3 -o - VOL >OUT | ntfsclone -s -o - VOL | zstd -T0 -3 >OUT (NTFS)
 #            | partclone.FS -c -s VOL -o - | zstd -T0 -3 >OUT
 #   limit    dd if=VOL bs=4M (time x used fraction) | pread of the used ranges only
-# partclone.FS is partclone.extfs, partclone.ntfs or partclone.fat32.  The
-# tables go to stdout and, as markdown, are appended to docs/benchmarks.md,
+# partclone.FS is partclone.extfs, partclone.ntfs or partclone.fat32.  On the
+# disk (DISK), "the Clonezilla way" is what Clonezilla's savedisk does:
+# sfdisk -d DISK, dd of sector 0 and of the gap before partition 1, then
+# for each partition, through a loop device at its offset (losetup -f -o
+# OFF --sizelimit SIZE, timed), partclone.vfat or partclone.extfs -c:
+#   save     fsimg -s -o - DISK >/dev/null | the Clonezilla way, partclone -o - >/dev/null
+#   savefile fsimg -s -o OUT DISK | the Clonezilla way into a directory
+#   clone    fsimg -o OUT DISK | dd if=DISK of=OUT bs=4M conv=sparse
+#   restore  fsimg -r -O OUT IMG | Clonezilla's restore: sfdisk OUT <table,
+#            dd back the first 446 bytes and the gap, partclone -r onto a
+#            loop device at each partition's offset (OUT pre-sized, untimed)
+#   zstd     fsimg -s -z 3 -o OUT DISK | the Clonezilla way, partclone -o - | zstd -T0 -3
+#   limit    pread of the used ranges only (of fsimg's sparse clone of the disk)
+# The tables go to stdout and, as markdown, are appended to docs/benchmarks.md,
 # with the targets of issue 8 said met or missed.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-fs=ext4 size=4096 fill=40 runs=5 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0 keep="" pretouch="" settle=""
+fs=ext4 size="" fill="" runs="" smoke=0 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0 keep="" pretouch="" settle=""
 while [ $# -gt 0 ]; do
     case $1 in
-        ext4|ntfs|fat32|all) fs=$1; shift ;;
+        ext4|ntfs|fat32|disk|all) fs=$1; shift ;;
         --size) size=$2; shift 2 ;;
         --fill) fill=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
@@ -68,6 +96,7 @@ while [ $# -gt 0 ]; do
         --label) label=$2; shift 2 ;;
         --no-md) md=""; shift ;;
         --md) md=$2; shift 2 ;;
+        --smoke) smoke=1; shift ;;
         --profile) profile=1; shift ;;
         --keep) keep=1; shift ;;
         --no-pretouch) pretouch=0; shift ;;
@@ -77,16 +106,21 @@ while [ $# -gt 0 ]; do
         *) echo "bench: unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
+if [ "$smoke" = 1 ]; then
+    runs=${runs:-1}
+    md="" pretouch=0 settle=--no-settle
+fi
+runs=${runs:-5}
 case $runs in ''|*[!0-9]*|0) echo "bench: --runs must be a positive number" >&2; exit 2 ;; esac
 [ "$(id -u)" = 0 ] || { echo "bench: must run as root (the volume is filled through a loop or FUSE mount)" >&2; exit 1; }
 case $fs in
     all)
-        filesystems="ext4 ntfs fat32"
+        filesystems="ext4 ntfs fat32 disk"
         # NTFS volumes are filled through ntfs-3g, which needs FUSE; a
         # machine without it (some CI containers) still runs the others.
         if [ ! -c /dev/fuse ]; then
             echo "bench: no /dev/fuse for ntfs-3g: skipping ntfs" >&2
-            filesystems="ext4 fat32"
+            filesystems="ext4 fat32 disk"
         fi
         ;;
     *) filesystems=$fs ;;
@@ -98,6 +132,8 @@ for f in $filesystems; do
         ext4) tools="$tools mkfs.ext4 e2image dumpe2fs e2fsck partclone.extfs" ;;
         ntfs) tools="$tools mkntfs ntfs-3g ntfsclone ntfsfix partclone.ntfs" ;;
         fat32) tools="$tools mkfs.fat fsck.fat mcopy mdel partclone.fat32" ;;
+        disk) tools="$tools sfdisk losetup truncate mkfs.fat fsck.fat mcopy mdel mkfs.ext4 e2fsck
+                     partclone.vfat partclone.extfs" ;;
     esac
 done
 for tool in $tools; do
@@ -134,12 +170,52 @@ else
     echo "bench: no C compiler: partclone is timed stock (rounded up to 2 s steps)" >&2
 fi
 
-for f in $filesystems; do
-    vol=$("$here/make-bench-fs.sh" --fs "$f" --size "$size" --fill "$fill" --seed "$seed")
-    need=$(( size * 1024 * 3 / 2 ))
+# KiB of /dev/shm the disk benchmark wants at SIZE MiB and FILL %, the disk
+# included (see below).
+disk_need() { echo $(( $1 * 1024 * ($2 + 10) / 100 + 4 * $1 * 1024 * $2 / 100 + 512 * 1024 )); }
+# KiB free in /dev/shm, plus what a cached disk of FS, SIZE MiB, FILL % takes
+# (it is counted in disk_need).
+shm_room() {
+    local have cached=0
     have=$(df -k --output=avail /dev/shm | tail -1)
+    if [ "$1" = disk ]; then
+        cached=$(find /dev/shm/fsimg-bench -maxdepth 1 -name "disk-${2}m-${3}p-s${seed}-*.img" \
+                 -printf '%b\n' 2>/dev/null | awk '{ s += $1 / 2 } END { print int(s) }')
+    fi
+    echo $(( have + cached ))
+}
+
+for f in $filesystems; do
+    # Size and fill: as given, else the scenario's default (--smoke: tiny).
+    if [ "$f" = disk ]; then
+        fsize=${size:-$([ "$smoke" = 1 ] && echo 512 || echo 8192)}
+        ffill=${fill:-20}
+    else
+        fsize=${size:-$([ "$smoke" = 1 ] && echo 256 || echo 4096)}
+        ffill=${fill:-40}
+    fi
+    case $fsize$ffill in *[!0-9]*) echo "bench: --size and --fill must be numbers" >&2; exit 2 ;; esac
+    if [ "$f" = disk ]; then
+        # A sparse disk takes its used part and the deleted files' stale
+        # data (10 %); up to four outputs of the used size exist at once
+        # (restore: two images and one output, or a reference clone).
+        if [ -z "$size" ]; then
+            want=$fsize
+            while [ "$fsize" -gt 512 ] && [ "$(shm_room disk "$fsize" "$ffill")" -lt "$(disk_need "$fsize" "$ffill")" ]; do
+                fsize=$((fsize / 2))
+            done
+            [ "$fsize" = "$want" ] ||
+                echo "bench: /dev/shm has too little room for a $want MiB disk" \
+                     "(about $(( $(disk_need "$want" "$ffill") / 1024 )) MiB): using $fsize MiB" >&2
+        fi
+        need=$(disk_need "$fsize" "$ffill")
+    else
+        need=$(( fsize * 1024 * 3 / 2 ))
+    fi
+    vol=$("$here/make-bench-fs.sh" --fs "$f" --size "$fsize" --fill "$ffill" --seed "$seed")
+    have=$(shm_room "$f" "$fsize" "$ffill")
     if [ "$have" -lt "$need" ]; then
-        echo "bench: /dev/shm has $((have / 1024)) MiB free, want about $((need / 1024)) MiB for outputs" >&2
+        echo "bench: /dev/shm has $((have / 1024)) MiB free, want about $((need / 1024)) MiB" >&2
     fi
     FSIMG_DESC=$desc python3 "$here/bench.py" --fsimg "$FSIMG" --vol "$vol" --runs "$runs" --work "$work/$f" \
         ${md:+--md "$md"} ${label:+--label "$label"} ${only:+--only "$only"} ${shim:+--shim "$shim"} \

@@ -849,6 +849,54 @@ fn one_partition_of_a_disk_or_of_a_disk_image() {
     assert!(err.contains(s(&target)), "{err}");
 }
 
+#[test]
+fn block_devices_as_source_and_target() {
+    if !root() || !have("losetup") {
+        return;
+    }
+    // A disk of 4096-byte logical sectors: the sector size comes from the
+    // device, and the copy is the same as the image file's.
+    let c = case("gpt-4k");
+    let dir = tempfile::tempdir().unwrap();
+    let src = c.write(dir.path());
+    let dev = Loop::attach_with(&src, &["-r", "-b", "4096"]);
+    let i = info(&[&dev.dev]);
+    assert_eq!(value(&i, "sector size"), "4096");
+    assert_eq!(value(&i, "partitions"), c.parts.len().to_string());
+    let from_dev = dir.path().join("dev.img");
+    let from_file = dir.path().join("file.img");
+    run_ok(&["-q", "-o", s(&from_dev), &dev.dev]);
+    run_ok(&["-q", "-o", s(&from_file), s(&src)]);
+    assert!(fs::read(&from_dev).unwrap() == fs::read(&from_file).unwrap());
+    drop(dev);
+
+    // A restore onto a device: its size is the device's, the copy is the
+    // same as onto a file, and the partitions pass their checkers.
+    let c = case("rpi");
+    let src = c.write(dir.path());
+    let img = dir.path().join("rpi.fsimg");
+    run_ok(&["-q", "-s", "-z", "-o", s(&img), s(&src)]);
+    let disk = dir.path().join("card.img");
+    fs::File::create(&disk)
+        .unwrap()
+        .set_len(c.bytes.len() as u64 + (16 << 20))
+        .unwrap();
+    let dev = Loop::attach(&disk, false);
+    run_ok(&["-q", "-r", "-O", &dev.dev, s(&img)]);
+    drop(dev);
+    let onto_file = dir.path().join("file.img");
+    fs::File::create(&onto_file)
+        .unwrap()
+        .set_len(c.bytes.len() as u64 + (16 << 20))
+        .unwrap();
+    run_ok(&["-q", "-r", "-O", s(&onto_file), s(&img)]);
+    assert!(fs::read(&disk).unwrap() == fs::read(&onto_file).unwrap());
+    let got = fs::read(&disk).unwrap();
+    for p in &c.parts {
+        assert_fsck(dir.path(), &format!("rpi p{}", p.n), &p.fs, &got[p.range()]);
+    }
+}
+
 /// The rpi disk with `f` applied.
 fn mutated(f: impl FnOnce(&mut Vec<u8>)) -> (tempfile::TempDir, PathBuf) {
     let c = case("rpi");

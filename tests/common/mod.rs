@@ -191,11 +191,14 @@ pub struct Loop {
 
 impl Loop {
     pub fn attach(path: &Path, read_only: bool) -> Loop {
+        Loop::attach_with(path, if read_only { &["-r"] } else { &[] })
+    }
+
+    /// Attaches with extra `losetup` options (`-b 4096`: a logical sector
+    /// size).
+    pub fn attach_with(path: &Path, opts: &[&str]) -> Loop {
         let mut c = Command::new("losetup");
-        c.args(["-f", "--show"]);
-        if read_only {
-            c.arg("-r");
-        }
+        c.args(["-f", "--show"]).args(opts);
         let out = c.arg(path).output().expect("losetup runs");
         assert!(
             out.status.success(),

@@ -817,11 +817,20 @@ fn one_partition_of_a_disk_or_of_a_disk_image() {
     run_ok(&["-q", "-s", "-z", "-o", s(&img), s(&src)]);
     let target = dir.path().join("p2r.img");
     fs::File::create(&target).unwrap().set_len(p2.size).unwrap();
-    run_ok(&["-q", "-r", "-O", s(&target), "--partition", "2", s(&img)]);
+    let out = run_ok(&["-r", "-O", s(&target), "--partition", "2", s(&img)]);
     assert!(
         fs::read(&target).unwrap() == want,
         "--partition 2 of an image"
     );
+    // The summary speaks of the partition, not of the disk.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let want_used = c.e["p2_used_bytes"].parse::<u64>().unwrap();
+    let summary = format!(
+        "restored {} used of {}",
+        fsimg::ops::human(want_used),
+        fsimg::ops::human(p2.size)
+    );
+    assert!(err.contains(&summary), "{err}\nwant {summary}");
 
     // A partition image straight from a disk: save, then restore it.
     let pimg = dir.path().join("p2.fsimg");
@@ -1050,6 +1059,64 @@ fn a_damaged_primary_gpt_falls_back_to_the_backup() {
         )),
         "{err}"
     );
+}
+
+/// Sets the u32 at `field` of the GPT header in sector `lba` (512-byte
+/// sectors) of `b` and recomputes the header's CRC, so that only the field
+/// is wrong.
+fn set_gpt_header_u32(b: &mut [u8], lba: usize, field: usize, v: u32) {
+    let h = lba * 512;
+    put_u32(b, h + field, v);
+    let size = u32::from_le_bytes(b[h + 12..h + 16].try_into().unwrap()) as usize;
+    put_u32(b, h + 16, 0);
+    let crc = crc32fast::hash(&b[h..h + size]);
+    put_u32(b, h + 16, crc);
+}
+
+#[test]
+fn gpt_entry_size_and_count_out_of_range_are_refused() {
+    let c = case("gpt-dualboot");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.img");
+    let backup = c.bytes.len() / 512 - 1;
+    // SizeOfPartitionEntry (offset 84) and NumberOfPartitionEntries (80)
+    // in both headers, each header's CRC made right again.
+    for (field, v, want) in [
+        (
+            84,
+            100,
+            "partition entry size 100 is out of range (a multiple of 128, at most 4096)",
+        ),
+        (
+            80,
+            1_000_000,
+            "1000000 partition entries of 128 bytes is out of range (at most 4096 entries",
+        ),
+    ] {
+        let mut b = c.bytes.clone();
+        set_gpt_header_u32(&mut b, 1, field, v);
+        set_gpt_header_u32(&mut b, backup, field, v);
+        fs::write(&p, &b).unwrap();
+        let err = run_err(&["info", s(&p)], "both copies of the GPT are damaged");
+        assert!(
+            err.contains(&format!("primary at sector 1: {want}"))
+                && err.contains(&format!("backup at sector {backup}: {want}")),
+            "{err}"
+        );
+        // Only the primary: the backup is used, with a warning.
+        let mut b = c.bytes.clone();
+        set_gpt_header_u32(&mut b, 1, field, v);
+        fs::write(&p, &b).unwrap();
+        let out = run_ok(&["-q", "-o", s(&dir.path().join("c.img")), s(&p)]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(&format!(
+                "the primary GPT header at sector 1 is damaged ({want}"
+            )),
+            "{err}"
+        );
+        fs::remove_file(dir.path().join("c.img")).unwrap();
+    }
 }
 
 #[test]

@@ -537,9 +537,11 @@ pub fn restore(
     let t = block_table(&block, name)?;
     let mut sink: Box<dyn Sink + '_>;
     let mut r = None;
+    let mut restored_part = None;
     if let Some(n) = dopts.partition {
         let p = find_partition(&t.partitions, n, name)?;
         let info = block.partitions.iter().find(|i| i.number == n);
+        restored_part = Some((p.len, info.map_or(p.len, |i| i.used_bytes)));
         if info.is_some_and(|i| i.flags & PART_LEFT_OUT != 0) {
             report.warn(&format!(
                 "partition {n} was left out of this metadata image: the output holds zeros"
@@ -559,13 +561,18 @@ pub fn restore(
         sink = Box::new(DiskSink::new(inner, rt.clone(), *output != Output::Stdout));
         r = Some(rt);
     }
-    let summary = read_records(input.reader, threads, report, |chunk| {
+    let mut summary = read_records(input.reader, threads, report, |chunk| {
         sink.write_chunk(chunk)
     })?;
     sink.finish()?;
     drop(sink);
     if let Some(r) = &r {
         after_write(output, r, &fs_names(&block.partitions), report);
+    }
+    // One partition restored: the summary speaks of it, not of the disk.
+    if let Some((len, used)) = restored_part {
+        summary.header.device_size = len;
+        summary.trailer.used_bytes = used;
     }
     Ok(ReadSummary::Fsimg(summary))
 }

@@ -257,6 +257,19 @@ impl From<FsTypeArg> for FsChoice {
     }
 }
 
+/// The summary's line for each partition of a disk.
+fn print_parts(parts: &[ops::PartSummary]) {
+    for p in parts {
+        eprintln!(
+            "fsimg: partition {}: {}, {} used of {}",
+            p.number,
+            p.fs,
+            human(p.used_bytes),
+            human(p.size)
+        );
+    }
+}
+
 /// Progress and warnings on standard error; Ctrl-C, SIGTERM and SIGHUP
 /// set a flag the copier checks, so an interrupted run cleans up.
 struct Stderr {
@@ -265,6 +278,8 @@ struct Stderr {
     last: Mutex<Option<Instant>>,
     stop: Arc<AtomicBool>,
     bad: AtomicU64,
+    /// Named stretches of the progress (a disk's partitions).
+    stages: Mutex<Vec<(u64, String)>>,
 }
 
 impl Stderr {
@@ -281,6 +296,7 @@ impl Stderr {
             last: Mutex::new(None),
             stop,
             bad: AtomicU64::new(0),
+            stages: Mutex::new(Vec::new()),
         }
     }
 
@@ -314,10 +330,17 @@ impl Report for Stderr {
         } else {
             0.0
         };
+        let stage = self.stages.lock().ok().and_then(|st| {
+            st.iter()
+                .find(|(end, _)| done < *end)
+                .or(st.last())
+                .map(|(_, name)| format!("{name}  "))
+        });
         let mut err = std::io::stderr().lock();
         let _ = write!(
             err,
-            "\r\x1b[K{} of {} ({pct:.1}%)  {}/s  ETA {}",
+            "\r\x1b[K{}{} of {} ({pct:.1}%)  {}/s  ETA {}",
+            stage.unwrap_or_default(),
             human(done),
             human(total),
             human(rate as u64),
@@ -328,6 +351,12 @@ impl Report for Stderr {
             let _ = write!(err, "  {} unreadable", human(bad));
         }
         let _ = err.flush();
+    }
+
+    fn stages(&self, stages: Vec<(u64, String)>) {
+        if let Ok(mut st) = self.stages.lock() {
+            *st = stages;
+        }
     }
 
     fn warn(&self, msg: &str) {
@@ -463,6 +492,9 @@ fn run(cli: Cli) -> Result<u8, Error> {
         let s = ops::restore(&source, &output, (threads, read, dopts), &report)?;
         report.clear_line();
         if !cli.quiet {
+            if let ReadSummary::Fsimg(s) = &s {
+                print_parts(&s.parts);
+            }
             let from = match &s {
                 ReadSummary::Fsimg(_) => String::new(),
                 ReadSummary::Foreign(f) => format!(" ({} image)", f.format),
@@ -544,15 +576,7 @@ fn run(cli: Cli) -> Result<u8, Error> {
     };
     report.clear_line();
     if !cli.quiet {
-        for p in &summary.parts {
-            eprintln!(
-                "fsimg: partition {}: {}, {} used of {}",
-                p.number,
-                p.fs,
-                human(p.used_bytes),
-                human(p.size)
-            );
-        }
+        print_parts(&summary.parts);
         let secs = report.start.elapsed().as_secs_f64();
         eprintln!(
             "fsimg: {}: copied {} used of {} ({} of {} clusters of {} bytes) in {:.1} s, {}/s",

@@ -4,6 +4,10 @@
 pub trait Report: Sync {
     /// `done` of `total` bytes have been handled.
     fn progress(&self, _done: u64, _total: u64) {}
+    /// The bytes `progress` counts fall in named stretches, in order: (the
+    /// `done` count at which each ends, its name). A disk copy names its
+    /// partitions so that the progress line can say which one it is in.
+    fn stages(&self, _stages: Vec<(u64, String)>) {}
     /// Something the user should know; the operation goes on.
     fn warn(&self, _msg: &str) {}
     /// `bytes` of the volume have been found unreadable so far (rescue).

@@ -463,6 +463,55 @@ fn clone_every_disk_to_a_file_a_target_and_stdout() {
 }
 
 #[test]
+fn summaries_and_progress_name_each_partition() {
+    let c = case("gpt-dualboot");
+    let dir = tempfile::tempdir().unwrap();
+    let src = c.write(dir.path());
+    let img = dir.path().join("disk.fsimg");
+    let clone = dir.path().join("clone.img");
+    let restored = dir.path().join("restored.img");
+    let lines: Vec<String> = c
+        .parts
+        .iter()
+        .map(|p| format!("fsimg: partition {}: {}", p.n, p.fs))
+        .collect();
+    for args in [
+        vec!["-o", s(&clone), s(&src)],
+        vec!["-s", "-o", s(&img), s(&src)],
+        vec!["-r", "-o", s(&restored), s(&img)],
+    ] {
+        let out = run_ok(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        for l in &lines {
+            assert!(err.contains(l.as_str()), "{args:?}: {l} in {err}");
+        }
+    }
+    // On a terminal, the progress line names the stretch being copied.
+    if !have("script") {
+        return;
+    }
+    fs::remove_file(&restored).unwrap();
+    let cmd = format!(
+        "{} -r -o {} {}",
+        env!("CARGO_BIN_EXE_fsimg"),
+        restored.display(),
+        img.display()
+    );
+    let log = dir.path().join("typescript");
+    let st = Command::new("script")
+        .args(["-qec", &cmd])
+        .arg(&log)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let screen = fs::read_to_string(&log).unwrap();
+    let last = c.parts.iter().max_by_key(|p| p.start).unwrap();
+    let want = format!("\x1b[Kpartition {} ({}) ", last.n, last.fs);
+    assert!(screen.contains(&want), "{want:?} in {screen:?}");
+}
+
+#[test]
 fn save_verify_and_restore_every_disk_from_a_file_and_stdin() {
     for c in cases() {
         let dir = tempfile::tempdir().unwrap();

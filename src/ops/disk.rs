@@ -19,7 +19,7 @@ use crate::disk::retarget::{DiskSink, PartitionSink, Retarget};
 use crate::disk::table::{self, Partition, Table};
 use crate::disk::{DiskError, open::in_partition};
 use crate::error::{Error, Result};
-use crate::extent::UsedExtents;
+use crate::extent::{Extent, UsedExtents};
 use crate::fs::raw::RAW_CLUSTER_SIZE;
 use crate::fs::{FsKind, Scrub};
 use crate::image::disk::{PART_HEADER_ONLY, PART_LEFT_OUT, PartInfo};
@@ -174,9 +174,42 @@ fn prepare(
         });
     }
     let t = &d.disk.table;
-    let plan = DiskPlan::new(t.sector_size, t.disk_size, d.disk.fixed_extents(), parts);
+    let fixed = d.disk.fixed_extents();
+    report.stages(progress_stages(&infos, &fixed));
+    let plan = DiskPlan::new(t.sector_size, t.disk_size, fixed, parts);
     let scrub = (!scrubs.is_empty()).then_some(DiskScrub { parts: scrubs });
     Ok(Prepared { plan, scrub, infos })
+}
+
+/// The stretches of a disk copy's progress, in the order the copy goes
+/// (by disk offset): the tables and boot gap, then each partition's used
+/// bytes, with the disk's own regions before a partition (an EBR) counted
+/// in its stretch. `fixed`: the disk's own regions.
+fn progress_stages(infos: &[PartInfo], fixed: &[Extent]) -> Vec<(u64, String)> {
+    let mut order: Vec<&PartInfo> = infos.iter().collect();
+    order.sort_by_key(|i| i.start);
+    let fixed_before = |at: u64| -> u64 {
+        fixed
+            .iter()
+            .map(|e| e.len.min(at.saturating_sub(e.offset)))
+            .sum()
+    };
+    let mut out = Vec::new();
+    if let Some(first) = order.first() {
+        let gap = fixed_before(first.start);
+        if gap > 0 {
+            out.push((gap, "tables and boot gap".to_string()));
+        }
+    }
+    let mut used = 0u64;
+    for i in order {
+        used += i.used_bytes;
+        out.push((
+            fixed_before(i.start + i.len) + used,
+            format!("partition {} ({})", i.number, part_fs_name(i)),
+        ));
+    }
+    out
 }
 
 /// The name a partition's content goes by in a disk block.
@@ -196,16 +229,17 @@ fn summary(d: &OpenedDisk, p: &Prepared, stats: copier::CopyStats) -> Summary {
         used_clusters: p.plan.used_units(),
         total_clusters: p.plan.total_units(),
         stats,
-        parts: p
-            .infos
-            .iter()
-            .map(|i| PartSummary {
-                number: i.number,
-                fs: part_fs_name(i),
-                used_bytes: i.used_bytes,
-                size: i.len,
-            })
-            .collect(),
+        parts: p.infos.iter().map(part_summary).collect(),
+    }
+}
+
+/// What the summary says of a partition.
+fn part_summary(i: &PartInfo) -> PartSummary {
+    PartSummary {
+        number: i.number,
+        fs: part_fs_name(i),
+        used_bytes: i.used_bytes,
+        size: i.len,
     }
 }
 
@@ -559,6 +593,14 @@ pub fn restore(
         )?;
         let inner = volume_sink(output, rt.target_size, input.file.as_ref())?;
         sink = Box::new(DiskSink::new(inner, rt.clone(), *output != Output::Stdout));
+        // The image holds everything before the first partition, then the
+        // partitions in disk order (and the table's last sectors).
+        let first = block.partitions.iter().map(|i| i.start).min().unwrap_or(0);
+        let head = Extent {
+            offset: 0,
+            len: first,
+        };
+        report.stages(progress_stages(&block.partitions, &[head]));
         r = Some(rt);
     }
     let mut summary = read_records(input.reader, threads, report, |chunk| {
@@ -573,6 +615,8 @@ pub fn restore(
     if let Some((len, used)) = restored_part {
         summary.header.device_size = len;
         summary.trailer.used_bytes = used;
+    } else {
+        summary.parts = block.partitions.iter().map(part_summary).collect();
     }
     Ok(ReadSummary::Fsimg(summary))
 }
@@ -740,5 +784,56 @@ pub fn info_stream<R: Read>(
     match reader.disk() {
         Some(b) => info_image(reader.header(), b, None, partition).map(Some),
         None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn part(number: u32, fs: FsKind, start: u64, len: u64, used: u64) -> PartInfo {
+        PartInfo {
+            number,
+            fs: fs.code(),
+            flags: 0,
+            start,
+            len,
+            used_bytes: used,
+            cluster_size: 4096,
+        }
+    }
+
+    #[test]
+    fn progress_stages_follow_the_disk_order() {
+        const M: u64 = 1 << 20;
+        // Listed out of order; an EBR-like region of 512 bytes before
+        // partition 5, and the backup GPT after the last partition.
+        let infos = [
+            part(5, FsKind::Ext4, 100 * M, 50 * M, 7 * M),
+            part(1, FsKind::Fat32, 4 * M, 60 * M, 3 * M),
+        ];
+        let fixed = [
+            Extent {
+                offset: 0,
+                len: 4 * M,
+            },
+            Extent {
+                offset: 100 * M - 512,
+                len: 512,
+            },
+            Extent {
+                offset: 200 * M,
+                len: 16384,
+            },
+        ];
+        assert_eq!(
+            progress_stages(&infos, &fixed),
+            vec![
+                (4 * M, "tables and boot gap".to_string()),
+                (7 * M, "partition 1 (fat32)".to_string()),
+                (14 * M + 512, "partition 5 (ext4)".to_string()),
+            ]
+        );
+        assert!(progress_stages(&[], &fixed).is_empty());
     }
 }

@@ -703,6 +703,8 @@ pub struct ImageSummary {
     pub header: Header,
     /// The trailer.
     pub trailer: Trailer,
+    /// A whole-disk image restored whole: its partitions.
+    pub parts: Vec<PartSummary>,
 }
 
 /// Reads every record of `input` on a reader thread, decodes and checks
@@ -786,7 +788,11 @@ pub fn read_records<R: Read + Send>(
             .expect("the image reader thread does not panic");
         // The channel only closes without an error once the trailer is in.
         let trailer = trailer.expect("the reader ended at the trailer");
-        Ok(ImageSummary { header, trailer })
+        Ok(ImageSummary {
+            header,
+            trailer,
+            parts: Vec::new(),
+        })
     })
 }
 

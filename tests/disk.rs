@@ -628,6 +628,37 @@ impl Source for Failing {
     }
 }
 
+/// A rescue clone (as `--rescue -o OUT --mapfile MAP`) of the disk `src`
+/// with its table `table`; `src_path` holds the same bytes, for the
+/// output's safety checks (the source is not the target).
+fn rescue_clone(
+    src: Arc<dyn Source>,
+    table: fsimg::disk::table::Table,
+    src_path: &Path,
+    out: &Path,
+    map: &Path,
+) {
+    let checks = fsimg::ops::Checks {
+        force: true,
+        ignore_fs_check: false,
+        rescue: true,
+    };
+    let file = fs::File::open(src_path).unwrap();
+    let d = fsimg::ops::disk::open_disk(src, file, table, checks).unwrap();
+    let resume = fsimg::ops::Resume {
+        mapfile: Some(map.to_path_buf()),
+        retries: 0,
+    };
+    fsimg::ops::disk::rescue_clone(
+        d,
+        &fsimg::ops::Output::New(out.to_path_buf()),
+        fsimg::ops::DiskOptions::default(),
+        &resume,
+        &fsimg::report::Silent,
+    )
+    .unwrap();
+}
+
 #[test]
 fn rescue_marks_unreadable_sectors_of_a_partition() {
     let c = case("rpi");
@@ -658,27 +689,9 @@ fn rescue_marks_unreadable_sectors_of_a_partition() {
     let table = fsimg::disk::open::detect(src.as_ref(), None)
         .unwrap()
         .expect("a table");
-    let checks = fsimg::ops::Checks {
-        force: true,
-        ignore_fs_check: false,
-        rescue: true,
-    };
-    let d = fsimg::ops::disk::open_disk(src, fs::File::open(&src_path).unwrap(), table, checks)
-        .unwrap();
     let out = dir.path().join("rescued.img");
     let map = dir.path().join("map");
-    let resume = fsimg::ops::Resume {
-        mapfile: Some(map.clone()),
-        retries: 0,
-    };
-    fsimg::ops::disk::rescue_clone(
-        d,
-        &fsimg::ops::Output::New(out.clone()),
-        fsimg::ops::DiskOptions::default(),
-        &resume,
-        &fsimg::report::Silent,
-    )
-    .unwrap();
+    rescue_clone(src, table, &src_path, &out, &map);
     let rescued = fs::read(&out).unwrap();
     let (b0, b1) = (bad.start as usize, bad.end as usize);
     assert!(rescued[..b0] == cloned[..b0], "before the bad range");
@@ -1273,26 +1286,8 @@ fn rescue_reads_the_backup_gpt_when_the_primary_is_unreadable() {
         table.warnings
     );
     assert_eq!(table.partitions.len(), c.parts.len());
-    let checks = fsimg::ops::Checks {
-        force: true,
-        ignore_fs_check: false,
-        rescue: true,
-    };
-    let d = fsimg::ops::disk::open_disk(src, fs::File::open(&src_path).unwrap(), table, checks)
-        .unwrap();
     let out = dir.path().join("rescued.img");
-    let resume = fsimg::ops::Resume {
-        mapfile: Some(dir.path().join("map")),
-        retries: 0,
-    };
-    fsimg::ops::disk::rescue_clone(
-        d,
-        &fsimg::ops::Output::New(out.clone()),
-        fsimg::ops::DiskOptions::default(),
-        &resume,
-        &fsimg::report::Silent,
-    )
-    .unwrap();
+    rescue_clone(src, table, &src_path, &out, &dir.path().join("map"));
     // The copy has its primary GPT back, rebuilt from the backup, and
     // every partition.
     assert_sgdisk_clean(&out);

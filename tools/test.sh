@@ -22,6 +22,10 @@ fi
 
 cargo test --release --all-targets
 
+# The fuzz targets (fuzz/, their own workspace) must keep compiling against
+# the library; running them needs nightly and cargo-fuzz (fuzz/README.md).
+cargo check --manifest-path fuzz/Cargo.toml --bins
+
 # e2fsprogs' own test images, where a developer or CI machine has them.
 if [ -d ../shared/corpus/e2fsprogs ]; then
     tools/check-e2fsprogs-corpus.sh ../shared/corpus/e2fsprogs

@@ -23,8 +23,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let device_size = reader.header().device_size;
+    // The consumer hands each chunk back, as sinks do, for reuse.
     let _ = fsimg::ops::read_records(reader, 1, &Silent, |c| {
         check(&c, device_size);
-        Ok(())
+        Ok(Some(c))
     });
 });

@@ -2,7 +2,11 @@
 # Seeds the fuzz corpora from testdata/ext and testdata/foreign (run from anywhere):
 #  - corpus/image_reader: every ext test image saved as a special image with
 #    the release binary, plain and zstd-compressed, plus two tiny raw ones;
-#  - corpus/ext_superblock: the first 64 KiB of every ext test image.
+#  - corpus/volume, ext_volume, fat_volume, ntfs_volume: tiny filesystems
+#    made here by mkfs.ext4, mkfs.fat and mkntfs (2 MiB at most, the
+#    targets' limit), filled with a few files through debugfs and mtools;
+#  - corpus/disk_table: 2 MiB disks with tables by sfdisk and sgdisk;
+#  - corpus/mapfile: mapfiles as GNU ddrescue and fsimg write them.
 # Needs zstd. Safe to run again: it overwrites its own files.
 set -eu
 fuzz=$(cd "$(dirname "$0")" && pwd)
@@ -11,14 +15,12 @@ cd "$root"
 cargo build --release --quiet
 bin=$root/target/release/fsimg
 images=$fuzz/corpus/image_reader
-supers=$fuzz/corpus/ext_superblock
-mkdir -p "$images" "$supers"
+mkdir -p "$images"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 for z in testdata/ext/*.img.zst; do
     name=$(basename "$z" .img.zst)
     zstd -dqc "$z" >"$tmp/$name.img"
-    head -c 65536 "$tmp/$name.img" >"$supers/$name"
     "$bin" -q -s -O "$images/$name.fsimg" "$tmp/$name.img"
     "$bin" -q -s -z -O "$images/$name-zstd.fsimg" "$tmp/$name.img"
     last=$tmp/$name.img
@@ -78,6 +80,57 @@ for mode, size, name in [(0x20, 4, "crc32"), (0x00, 0, "none")]:
     open(f"{partclone}/tiny-0002-{name}", "wb").write(out)
 PY
 echo "image_reader:   $(ls "$images" | wc -l) seeds in $images"
-echo "ext_superblock: $(ls "$supers" | wc -l) seeds in $supers"
+# Tiny volumes, made by each filesystem's own tools.
+for d in volume ext_volume fat_volume ntfs_volume disk_table mapfile; do
+    mkdir -p "$fuzz/corpus/$d"
+done
+seed_vol() { # TARGET NAME FILE
+    cp "$3" "$fuzz/corpus/$1/$2"
+    cp "$3" "$fuzz/corpus/volume/$2"
+}
+printf 'hello\n' >"$tmp/hello.txt"
+for b in 1024 2048; do
+    rm -f "$tmp/e.img"; truncate -s 2M "$tmp/e.img"
+    mkfs.ext4 -q -F -b "$b" -N 64 "$tmp/e.img" 2>/dev/null
+    debugfs -w -R "write $tmp/hello.txt hello.txt" "$tmp/e.img" >/dev/null 2>&1
+    seed_vol ext_volume "ext4-$b" "$tmp/e.img"
+done
+rm -f "$tmp/e.img"; truncate -s 1M "$tmp/e.img"
+mkfs.ext2 -q -F -b 1024 "$tmp/e.img"
+seed_vol ext_volume ext2 "$tmp/e.img"
+for f in 1 4; do
+    rm -f "$tmp/f.img"; truncate -s 2M "$tmp/f.img"
+    mkfs.fat -F 12 -s "$f" "$tmp/f.img" >/dev/null
+    MTOOLS_SKIP_CHECK=1 mmd -i "$tmp/f.img" ::/DIR
+    MTOOLS_SKIP_CHECK=1 mcopy -i "$tmp/f.img" "$tmp/hello.txt" ::/DIR/HELLO.TXT
+    seed_vol fat_volume "fat12-s$f" "$tmp/f.img"
+done
+rm -f "$tmp/n.img"; truncate -s 2M "$tmp/n.img"
+mkntfs -q -F -f "$tmp/n.img" >/dev/null 2>&1
+seed_vol ntfs_volume ntfs "$tmp/n.img"
+# Disks: the first byte is the target's switch byte (512-byte sectors).
+rm -f "$tmp/d.img"; truncate -s 2M "$tmp/d.img"
+printf 'label: dos\nstart=64, size=512, type=83\nstart=600, size=3400, type=5\nstart=640, size=1000, type=83\nstart=1700, size=1000, type=7\n' |
+    sfdisk -q "$tmp/d.img"
+{ printf '\0'; cat "$tmp/d.img"; } >"$fuzz/corpus/disk_table/mbr-logical"
+rm -f "$tmp/d.img"; truncate -s 2M "$tmp/d.img"
+sgdisk -a 1 -n 1:34:+256K -t 1:EF00 -n 2:0:+512K -t 2:8300 -n 3:0:0 -t 3:0700 "$tmp/d.img" >/dev/null
+{ printf '\0'; cat "$tmp/d.img"; } >"$fuzz/corpus/disk_table/gpt"
+sgdisk -h 1:2 "$tmp/d.img" >/dev/null
+{ printf '\2'; cat "$tmp/d.img"; } >"$fuzz/corpus/disk_table/hybrid"
+# Mapfiles: an 8-byte little-endian volume size, then the text.
+python3 - "$fuzz/corpus/mapfile" <<'PY'
+import struct, sys
+size = 10 << 20
+text = ("# Mapfile. Created by GNU ddrescue version 1.27\n"
+        "0x00100000     ?               1\n"
+        "0x00000000  0x00100000  +\n0x00100000  0x00000200  *\n"
+        "0x00100200  0x00000200  /\n0x00100400  0x00000400  -\n"
+        "0x00100800  0x008FF800  ?\n")
+open(sys.argv[1] + "/ddrescue", "wb").write(struct.pack("<Q", size) + text.encode())
+PY
+for d in volume ext_volume fat_volume ntfs_volume disk_table mapfile; do
+    echo "$d: $(ls "$fuzz/corpus/$d" | wc -l) seeds"
+done
 echo "ntfsclone_reader: $(ls "$ntfsclone" | wc -l) seeds in $ntfsclone"
 echo "partclone_reader: $(ls "$partclone" | wc -l) seeds in $partclone"

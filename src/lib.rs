@@ -28,6 +28,7 @@ pub mod error;
 pub mod extent;
 pub mod foreign;
 pub mod fs;
+pub mod fuzz;
 pub mod image;
 pub mod mapfile;
 pub mod ops;

@@ -1,0 +1,216 @@
+//! The promises of every parser of untrusted bytes, as functions that take
+//! bytes and panic when a promise is broken.
+//!
+//! Each cargo-fuzz target in `fuzz/` is one call to one of these, and the
+//! stable test suite (`tests/fuzz.rs`) runs each over seeds from
+//! `testdata/` and thousands of deterministic mutations of them, so the
+//! functions always compile and hold without a nightly toolchain.
+//!
+//! The promises: never panic and never hang (libFuzzer's `-timeout`
+//! watches hangs and `-rss_limit_mb` allocations out of proportion to the
+//! input); what a parser accepts is self-consistent (the assertions below).
+//! An `Err` is always a fine answer.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::copier::Chunk;
+use crate::disk::open::{self as disk_open, Disk};
+use crate::disk::retarget::Retarget;
+use crate::foreign::{ForeignReader, NtfscloneReader, PartcloneReader, ReadOptions};
+use crate::fs::{self, FsChoice};
+use crate::image::ImageReader;
+use crate::mapfile::{self, Mapfile};
+use crate::report::Silent;
+use crate::source::{MemSource, Source};
+
+/// The largest input the volume and disk functions take from a fuzzer
+/// (their targets cut longer inputs off; the stable tests pass whole test
+/// volumes).
+pub const MAX_FUZZ_VOLUME: usize = 2 << 20;
+
+/// Every chunk a reader yields: its data matches its extents, the extents
+/// are non-empty, ascend within the chunk, start at or after
+/// `previous_end` (where the previous chunk ended, for readers that
+/// promise ascending order across chunks; 0 otherwise) and end inside the
+/// device. Returns where the chunk ends.
+fn check_chunk(c: &Chunk, device_size: u64, previous_end: u64) -> u64 {
+    let len: u64 = c.extents.iter().map(|e| e.len).sum();
+    assert_eq!(c.data.len() as u64, len, "chunk data matches its extents");
+    let mut end = previous_end;
+    for e in &c.extents {
+        assert!(e.len > 0, "no empty extent");
+        assert!(e.offset >= end, "extents ascend");
+        assert!(e.end() <= device_size, "extent inside the device");
+        end = e.end();
+    }
+    end
+}
+
+/// Any bytes as an fsimg image, read through by `ops::read_records` on
+/// one thread: an accepted image's chunks match their extents, ascend and
+/// stay inside the volume.
+pub fn image_reader(data: &[u8]) {
+    let Ok(reader) = ImageReader::new(Cursor::new(data), "fuzz") else {
+        return;
+    };
+    let device_size = reader.header().device_size;
+    let mut end = 0;
+    let _ = crate::ops::read_records(reader, 1, &Silent, |c| {
+        end = check_chunk(&c, device_size, end);
+        Ok(Some(c))
+    });
+}
+
+/// Any bytes as a volume of `choice` (Auto: whatever is recognised):
+/// opening it, describing it, its allocation map and its metadata walk
+/// with the scrubber over every metadata run. An accepted map spans the
+/// filesystem's size and counts no more used clusters than it has; every
+/// run lies inside the volume.
+pub fn volume(data: &[u8], choice: FsChoice) {
+    let src = MemSource::new(data.to_vec(), "fuzz");
+    let Ok(fs) = fs::open(&src, choice) else {
+        return;
+    };
+    let _ = fs.cluster_size();
+    let _ = fs.unclean();
+    let _ = fs.describe();
+    let device_size = fs.device_size();
+    if let Ok(alloc) = fs.allocation(&src) {
+        let map = &alloc.map;
+        assert_eq!(map.device_size(), device_size, "map spans the volume");
+        assert!(map.used_clusters() <= map.total_clusters());
+        for run in map.runs() {
+            let (at, len) = map.run_bytes(run);
+            assert!(len > 0 && at + len <= device_size, "run inside the volume");
+        }
+    }
+    if let Ok(m) = fs.metadata(&src) {
+        assert_eq!(m.allocation.map.device_size(), device_size);
+        if let Some(scrub) = &m.scrub {
+            for run in m.allocation.map.runs() {
+                let (at, len) = m.allocation.map.run_bytes(run);
+                let mut buf = vec![0u8; len as usize];
+                if src.read_exact_at(&mut buf, at).is_ok() {
+                    scrub.scrub(&src, at, &mut buf);
+                }
+            }
+        }
+    }
+}
+
+/// Any bytes as an ntfsclone image (an odd first byte: a target written
+/// front to back, negative gaps refused): chunks match their extents,
+/// ascend and lie inside the device.
+pub fn ntfsclone_reader(data: &[u8]) {
+    let Ok(mut reader) = NtfscloneReader::new(Cursor::new(data), "fuzz") else {
+        return;
+    };
+    // ntfsclone's records may seek back (a negative gap); only a reader
+    // set to write front to back promises ascending chunks.
+    let sequential = data.first().is_some_and(|b| b & 1 == 1);
+    reader.set_sequential(sequential);
+    read_foreign(&mut reader, sequential);
+}
+
+/// Any bytes as a partclone image, 0001 or 0002 (an odd last byte:
+/// `--ignore-checksums`): chunks match their extents, ascend and lie
+/// inside the device.
+pub fn partclone_reader(data: &[u8]) {
+    let opts = ReadOptions {
+        ignore_checksums: data.last().is_some_and(|b| b & 1 == 1),
+    };
+    let Ok(mut reader) = PartcloneReader::new(Cursor::new(data), "fuzz", opts) else {
+        return;
+    };
+    read_foreign(&mut reader, true);
+}
+
+/// Reads `reader` through, checking every chunk (`ascending`: across
+/// chunks too).
+fn read_foreign(reader: &mut dyn ForeignReader, ascending: bool) {
+    let device_size = reader.device_size();
+    let _ = reader.describe();
+    let mut end = 0;
+    loop {
+        match reader.next_chunk(&Silent) {
+            Ok(Some(c)) => {
+                let from = if ascending { end } else { 0 };
+                end = check_chunk(&c, device_size, from);
+            }
+            Ok(None) => {
+                let _ = reader.trailing();
+                let _ = reader.checked();
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// Any bytes as a whole disk (the first byte picks 512-byte or 4096-byte
+/// sectors and `--grow-last`, the rest is the disk): its partition table
+/// (MBR, EBR chain, GPT with its backup, hybrid), its partitions opened,
+/// its table relocated onto a target half, equal and 1 MiB over its size.
+/// Every partition lies inside the disk; a relocation that is accepted
+/// fits the target.
+pub fn disk_table(data: &[u8]) {
+    let Some((&pick, disk)) = data.split_first() else {
+        return;
+    };
+    let sector = if pick & 1 == 0 { None } else { Some(4096) };
+    let src: Arc<dyn Source> = Arc::new(MemSource::new(disk.to_vec(), "fuzz"));
+    let Ok(Some(table)) = disk_open::read(src.as_ref(), sector) else {
+        return;
+    };
+    for p in &table.partitions {
+        assert!(
+            p.len > 0 && p.start + p.len <= table.disk_size,
+            "partition inside the disk"
+        );
+    }
+    let size = table.disk_size;
+    let Ok(d) = Disk::open(src, table, false) else {
+        return;
+    };
+    for e in d.fixed_extents() {
+        assert!(e.end() <= size, "table region inside the disk");
+    }
+    let _ = d.unpartitioned_bytes();
+    for target in [size / 2, size, size + (1 << 20)] {
+        if Retarget::new(&d.table, &d.pieces, target, pick & 2 != 0).is_ok() {
+            for p in &d.table.partitions {
+                assert!(
+                    p.start + p.len <= target,
+                    "an accepted target holds every partition"
+                );
+            }
+        }
+    }
+}
+
+/// Any bytes as a GNU ddrescue mapfile: the first 8 bytes (little-endian)
+/// are the volume's size, the rest the text. An accepted mapfile covers
+/// exactly the volume, and its own text parses back to the same map.
+pub fn mapfile(data: &[u8]) {
+    let Some((size, text)) = data.split_first_chunk::<8>() else {
+        return;
+    };
+    let size = u64::from_le_bytes(*size);
+    let text = String::from_utf8_lossy(text);
+    let path = Path::new("fuzz");
+    let Ok(m) = Mapfile::parse(&text, size, path) else {
+        return;
+    };
+    let mut covered = 0u64;
+    for st in [mapfile::NON_TRIED, mapfile::FINISHED, mapfile::BAD] {
+        for e in m.ranges(st) {
+            assert!(e.end() <= size, "block inside the volume");
+            covered += e.len;
+        }
+    }
+    assert_eq!(covered, size, "the blocks cover the volume");
+    let again = Mapfile::parse(&m.to_text(false), size, path).expect("its own text parses");
+    assert_eq!(again, m, "its own text parses to the same map");
+}

@@ -1,0 +1,362 @@
+//! Every fuzz function of `fsimg::fuzz` (one per cargo-fuzz target in
+//! fuzz/) over seeds from testdata/ and deterministic mutations of them,
+//! on stable Rust: the functions always compile and their promises hold
+//! on every input tried here. An input that breaks one is written to
+//! target/fuzz-failures/ and named in the failure, to become a regression
+//! test.
+
+mod common;
+
+use std::fs;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use fsimg::fs::FsChoice;
+use fsimg::mapfile::{self, Mapfile};
+
+/// xorshift64*: the same mutations on every run and machine.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Values that break parsers: zero, one, sign bits, all ones.
+const INTERESTING: [u64; 8] = [
+    0,
+    1,
+    0x7f,
+    0xff,
+    0x7fff_ffff,
+    0x8000_0000,
+    0xffff_ffff,
+    u64::MAX,
+];
+
+/// One to four edits of `seed`: bit flips (mostly in its first `hot`
+/// bytes, where the headers are), an interesting 1/2/4/8-byte value, a
+/// range set to 00 or FF, a block copied elsewhere, or a truncation.
+fn mutate(rng: &mut Rng, seed: &[u8], hot: usize) -> Vec<u8> {
+    let mut b = seed.to_vec();
+    for _ in 0..1 + rng.below(4) {
+        if b.is_empty() {
+            break;
+        }
+        let hot = hot.min(b.len());
+        match rng.below(7) {
+            0 | 1 => {
+                let at = rng.below(hot);
+                b[at] ^= 1 << rng.below(8);
+            }
+            2 => {
+                let at = rng.below(b.len());
+                b[at] ^= 1 << rng.below(8);
+            }
+            3 => {
+                let width = 1 << rng.below(4);
+                let at = rng.below(hot.saturating_sub(width).max(1));
+                let v = INTERESTING[rng.below(INTERESTING.len())].to_le_bytes();
+                let end = (at + width).min(b.len());
+                b[at..end].copy_from_slice(&v[..end - at]);
+            }
+            4 => {
+                let at = rng.below(b.len());
+                let len = (1 + rng.below(4096)).min(b.len() - at);
+                let v = if rng.below(2) == 0 { 0 } else { 0xff };
+                b[at..at + len].fill(v);
+            }
+            5 => {
+                let len = 1 + rng.below(512);
+                if b.len() > len {
+                    let from = rng.below(b.len() - len);
+                    let to = rng.below(hot.saturating_sub(len).max(1));
+                    let to = to.min(b.len() - len);
+                    b.copy_within(from..from + len, to);
+                }
+            }
+            _ => {
+                let len = rng.below(b.len());
+                b.truncate(len);
+            }
+        }
+    }
+    b
+}
+
+/// Runs `f` over every seed and `mutations` mutations spread over them;
+/// the first input that makes `f` panic is saved and fails the test.
+fn exercise(name: &str, seeds: &[Vec<u8>], mutations: usize, hot: usize, f: impl Fn(&[u8])) {
+    assert!(!seeds.is_empty(), "{name}: no seeds");
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ name.len() as u64);
+    let run = |input: &[u8], what: &str| {
+        if catch_unwind(AssertUnwindSafe(|| f(input))).is_err() {
+            let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-failures");
+            fs::create_dir_all(&dir).unwrap();
+            let path = dir.join(format!("{name}-{what}"));
+            fs::write(&path, input).unwrap();
+            panic!(
+                "{name}: {what} broke a promise; input saved to {} (run it with `cargo fuzz run {name} FILE`)",
+                path.display()
+            );
+        }
+    };
+    for (i, s) in seeds.iter().enumerate() {
+        run(s, &format!("seed{i}"));
+    }
+    for m in 0..mutations {
+        let i = m % seeds.len();
+        let input = mutate(&mut rng, &seeds[i], hot);
+        run(&input, &format!("seed{i}-mutation{m}"));
+    }
+}
+
+fn decompressed(rel: &str) -> Vec<u8> {
+    zstd::decode_all(&fs::read(testdata(rel)).unwrap()[..]).unwrap()
+}
+
+#[test]
+fn ext_volumes() {
+    let seeds = vec![decompressed("foreign/ext4.vol.zst"), ext_image("ext2-1k")];
+    exercise("ext_volume", &seeds, 1500, 1 << 20, |d| {
+        fsimg::fuzz::volume(d, FsChoice::Ext)
+    });
+}
+
+#[test]
+fn fat_volumes() {
+    let seeds = vec![
+        image("fat", "fat12-floppy"),
+        image("fat", "fat12-small"),
+        decompressed("foreign/fat16.vol.zst"),
+    ];
+    exercise("fat_volume", &seeds, 2000, 1 << 20, |d| {
+        fsimg::fuzz::volume(d, FsChoice::Fat)
+    });
+}
+
+#[test]
+fn ntfs_volumes() {
+    let seeds = vec![decompressed("foreign/ntfs.vol.zst")];
+    exercise("ntfs_volume", &seeds, 1500, 1 << 20, |d| {
+        fsimg::fuzz::volume(d, FsChoice::Ntfs)
+    });
+}
+
+#[test]
+fn any_volume() {
+    // Recognition itself: each filesystem's signature mutated, and a
+    // volume recognised as one filesystem when it looks like another.
+    let seeds = vec![
+        image("fat", "fat12-floppy"),
+        decompressed("foreign/ext4.vol.zst")[..1 << 20].to_vec(),
+        decompressed("foreign/ntfs.vol.zst")[..1 << 20].to_vec(),
+    ];
+    exercise("volume", &seeds, 1500, 64 << 10, |d| {
+        fsimg::fuzz::volume(d, FsChoice::Auto)
+    });
+}
+
+/// fsimg images of small volumes and a disk, plain and compressed, and an
+/// image of format 1.0.
+fn image_seeds(dir: &Path) -> Vec<Vec<u8>> {
+    let mut seeds = vec![fs::read(testdata("compat/fat16-v1.0.fsimg")).unwrap()];
+    let vol = dir.join("vol.img");
+    fs::write(&vol, image("fat", "fat12-small")).unwrap();
+    let disk = dir.join("disk.img");
+    fs::write(&disk, decompressed("disk/mbr-logical.img.zst")).unwrap();
+    for (src, z) in [(&vol, false), (&vol, true), (&disk, true)] {
+        let out = dir.join(format!("{z}.fsimg"));
+        let _ = fs::remove_file(&out);
+        let mut args = vec!["-q", "-s"];
+        if z {
+            args.push("-z");
+        }
+        args.extend(["-o", out.to_str().unwrap(), src.to_str().unwrap()]);
+        run_ok(&args);
+        seeds.push(fs::read(&out).unwrap());
+    }
+    seeds
+}
+
+#[test]
+fn fsimg_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = image_seeds(dir.path());
+    exercise(
+        "image_reader",
+        &seeds,
+        3000,
+        64 << 10,
+        fsimg::fuzz::image_reader,
+    );
+}
+
+#[test]
+fn ntfsclone_images() {
+    let seeds = vec![
+        decompressed("foreign/ntfs.ntfsclone.zst"),
+        decompressed("foreign/ntfs-metadata.ntfsclone.zst"),
+    ];
+    exercise(
+        "ntfsclone_reader",
+        &seeds,
+        3000,
+        64 << 10,
+        fsimg::fuzz::ntfsclone_reader,
+    );
+}
+
+#[test]
+fn partclone_images() {
+    let seeds: Vec<Vec<u8>> = [
+        "ext4-0001.ptcl",
+        "ext4.ptcl",
+        "fat16.ptcl",
+        "fat16-nocsum.ptcl",
+    ]
+    .iter()
+    .map(|n| decompressed(&format!("foreign/{n}.zst")))
+    .collect();
+    exercise(
+        "partclone_reader",
+        &seeds,
+        3000,
+        64 << 10,
+        fsimg::fuzz::partclone_reader,
+    );
+}
+
+/// Small disks with real tables: sfdisk's MBR with logical partitions,
+/// sgdisk's GPT and hybrid MBR (2 MiB each), then the fuzz byte in front.
+fn disk_seeds(dir: &Path) -> Vec<Vec<u8>> {
+    let mut seeds = Vec::new();
+    let make = |name: &str| -> PathBuf {
+        let p = dir.join(name);
+        fs::File::create(&p).unwrap().set_len(2 << 20).unwrap();
+        p
+    };
+    if have("sfdisk") {
+        let p = make("mbr.img");
+        let mut c = Command::new("sfdisk")
+            .arg("-q")
+            .arg(&p)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        c.stdin
+            .take()
+            .unwrap()
+            .write_all(
+                b"label: dos\nlabel-id: 0x12345678\nstart=64, size=512, type=83\n\
+                  start=600, size=3400, type=5\nstart=640, size=1000, type=83\n\
+                  start=1700, size=1000, type=7\n",
+            )
+            .unwrap();
+        assert!(c.wait().unwrap().success(), "sfdisk");
+        seeds.push(fs::read(&p).unwrap());
+    }
+    if have("sgdisk") {
+        for (name, hybrid) in [("gpt.img", false), ("hybrid.img", true)] {
+            let p = make(name);
+            let mut args = vec![
+                "-a",
+                "1",
+                "-n",
+                "1:34:+256K",
+                "-t",
+                "1:EF00",
+                "-n",
+                "2:0:+512K",
+                "-t",
+                "2:8300",
+                "-n",
+                "3:0:0",
+                "-t",
+                "3:0700",
+            ];
+            if hybrid {
+                args.extend(["-h", "1:2"]);
+            }
+            let st = Command::new("sgdisk").args(&args).arg(&p).output().unwrap();
+            assert!(
+                st.status.success(),
+                "sgdisk: {}",
+                String::from_utf8_lossy(&st.stderr)
+            );
+            seeds.push(fs::read(&p).unwrap());
+        }
+    }
+    // The fuzz byte: 512-byte sectors, no --grow-last; and with it.
+    let mut out = Vec::new();
+    for s in seeds {
+        for pick in [0u8, 2] {
+            let mut v = vec![pick];
+            v.extend_from_slice(&s);
+            out.push(v);
+        }
+    }
+    out
+}
+
+#[test]
+fn disk_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let seeds = disk_seeds(dir.path());
+    if seeds.is_empty() {
+        return;
+    }
+    // The tables live in the first 34 sectors and the last 33.
+    exercise("disk_table", &seeds, 3000, 17 << 10, |d| {
+        fsimg::fuzz::disk_table(d)
+    });
+}
+
+#[test]
+fn mapfiles() {
+    let size = 10u64 << 20;
+    let mut m = Mapfile::new(size);
+    m.set(0, 4096, mapfile::FINISHED);
+    m.set(1 << 20, 65536, mapfile::BAD);
+    m.set(2 << 20, 512, mapfile::FINISHED);
+    let ours = m.to_text(false);
+    // As GNU ddrescue writes them: every status, hex positions.
+    let ddrescue = "# Mapfile. Created by GNU ddrescue version 1.27\n\
+        # current_pos  current_status  current_pass\n\
+        0x00100000     ?               1\n\
+        #      pos        size  status\n\
+        0x00000000  0x00100000  +\n\
+        0x00100000  0x00000200  *\n\
+        0x00100200  0x00000200  /\n\
+        0x00100400  0x00000400  -\n\
+        0x00100800  0x008FF800  ?\n";
+    let seeds: Vec<Vec<u8>> = [ours.as_str(), ddrescue]
+        .iter()
+        .map(|t| {
+            let mut v = size.to_le_bytes().to_vec();
+            v.extend_from_slice(t.as_bytes());
+            v
+        })
+        .collect();
+    // Both seeds are accepted as they are.
+    for s in &seeds {
+        Mapfile::parse(
+            std::str::from_utf8(&s[8..]).unwrap(),
+            size,
+            Path::new("seed"),
+        )
+        .unwrap();
+    }
+    exercise("mapfile", &seeds, 5000, 1 << 10, fsimg::fuzz::mapfile);
+}

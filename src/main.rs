@@ -1,11 +1,11 @@
 //! The `fsimg` command: parses flags into a plan and runs it.
 
-use std::io::{IsTerminal, Write};
+mod docs;
+mod progress;
+
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use fsimg::error::Error;
@@ -14,7 +14,7 @@ use fsimg::fs::FsChoice;
 use fsimg::ops::human;
 use fsimg::ops::{self, Checks, DiskOptions, Output, ReadSummary, SaveFormat};
 use fsimg::report::Report;
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use progress::ProgressArg;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -123,6 +123,12 @@ struct Cli {
     #[arg(short = 'q', long)]
     quiet: bool,
 
+    /// How progress is shown on standard error: `auto` (the bar on a
+    /// terminal, nothing otherwise), `bar`, `plain` (lines for logs), `json`
+    /// (one object per line, for frontends: docs/json.md), `none`.
+    #[arg(long, value_enum, value_name = "HOW", default_value_t = ProgressArg::Auto, global = true)]
+    progress: ProgressArg,
+
     /// Write the special image format instead of a volume.
     #[arg(short = 's', long, conflicts_with = "restore_image")]
     save_image: bool,
@@ -199,6 +205,10 @@ enum Command {
         /// Logical sector size of a disk image file.
         #[arg(long, value_name = "BYTES", value_parser = sector_size)]
         sector_size: Option<u32>,
+        /// Print one JSON document instead of text: every field, numbers as
+        /// numbers (docs/json.md).
+        #[arg(long)]
+        json: bool,
         /// A block device, a volume image, or an fsimg, ntfsclone or
         /// partclone image (`-` for an image on standard input).
         path: PathBuf,
@@ -218,8 +228,27 @@ enum Command {
         /// verdict is still a failure).
         #[arg(long, visible_alias = "ignore-crc", alias = "ignore_crc")]
         ignore_checksums: bool,
+        /// Print one JSON document on standard output, on a failure too:
+        /// the result, what was checked and what was not (docs/json.md).
+        #[arg(long)]
+        json: bool,
         /// The image (`-` for standard input).
         path: PathBuf,
+    },
+    /// Print the manual page, fsimg.1 (roff), to standard output.
+    ///
+    /// `fsimg man | man -l -` shows it; `fsimg man > fsimg.1` saves it.
+    Man,
+    /// Print a shell completion script (bash, zsh or fish) to standard
+    /// output.
+    ///
+    /// Install it with, for instance: `fsimg completions bash | sudo tee
+    /// /usr/share/bash-completion/completions/fsimg`; zsh: `_fsimg` in a
+    /// directory on $fpath; fish: ~/.config/fish/completions/fsimg.fish.
+    Completions {
+        /// The shell the script is for.
+        #[arg(value_enum)]
+        shell: docs::Shell,
     },
 }
 
@@ -270,114 +299,6 @@ fn print_parts(parts: &[ops::PartSummary]) {
     }
 }
 
-/// Progress and warnings on standard error; Ctrl-C, SIGTERM and SIGHUP
-/// set a flag the copier checks, so an interrupted run cleans up.
-struct Stderr {
-    progress: bool,
-    start: Instant,
-    last: Mutex<Option<Instant>>,
-    stop: Arc<AtomicBool>,
-    bad: AtomicU64,
-    /// Named stretches of the progress (a disk's partitions).
-    stages: Mutex<Vec<(u64, String)>>,
-}
-
-impl Stderr {
-    fn new(quiet: bool) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        for sig in [SIGINT, SIGTERM, SIGHUP] {
-            // If a handler cannot be installed the signal keeps its default
-            // action: the run stops without cleanup, as any program would.
-            let _ = signal_hook::flag::register(sig, Arc::clone(&stop));
-        }
-        Stderr {
-            progress: !quiet && std::io::stderr().is_terminal(),
-            start: Instant::now(),
-            last: Mutex::new(None),
-            stop,
-            bad: AtomicU64::new(0),
-            stages: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn clear_line(&self) {
-        if self.progress && self.last.lock().map(|l| l.is_some()).unwrap_or(false) {
-            eprint!("\r\x1b[K");
-        }
-    }
-}
-
-impl Report for Stderr {
-    fn progress(&self, done: u64, total: u64) {
-        if !self.progress {
-            return;
-        }
-        let now = Instant::now();
-        let mut last = self.last.lock().expect("progress lock");
-        if last.is_some_and(|l| now - l < Duration::from_millis(250)) && done < total {
-            return;
-        }
-        *last = Some(now);
-        let secs = (now - self.start).as_secs_f64().max(1e-3);
-        let rate = done as f64 / secs;
-        let pct = if total > 0 {
-            done as f64 * 100.0 / total as f64
-        } else {
-            100.0
-        };
-        let eta = if rate > 0.0 {
-            (total.saturating_sub(done)) as f64 / rate
-        } else {
-            0.0
-        };
-        let stage = self.stages.lock().ok().and_then(|st| {
-            st.iter()
-                .find(|(end, _)| done < *end)
-                .or(st.last())
-                .map(|(_, name)| format!("{name}  "))
-        });
-        let mut err = std::io::stderr().lock();
-        let _ = write!(
-            err,
-            "\r\x1b[K{}{} of {} ({pct:.1}%)  {}/s  ETA {}",
-            stage.unwrap_or_default(),
-            human(done),
-            human(total),
-            human(rate as u64),
-            hms(eta)
-        );
-        let bad = self.bad.load(Ordering::Relaxed);
-        if bad > 0 {
-            let _ = write!(err, "  {} unreadable", human(bad));
-        }
-        let _ = err.flush();
-    }
-
-    fn stages(&self, stages: Vec<(u64, String)>) {
-        if let Ok(mut st) = self.stages.lock() {
-            *st = stages;
-        }
-    }
-
-    fn warn(&self, msg: &str) {
-        self.clear_line();
-        eprintln!("fsimg: warning: {msg}");
-    }
-
-    fn bad(&self, bytes: u64) {
-        self.bad.store(bytes, Ordering::Relaxed);
-    }
-
-    fn cancelled(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-}
-
-fn hms(secs: f64) -> String {
-    let s = secs.round() as u64;
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
-}
-
 /// `--sector-size`: 512, 1024, 2048 or 4096.
 fn sector_size(s: &str) -> Result<u32, String> {
     match s.parse::<u32>() {
@@ -397,12 +318,20 @@ fn thread_count(arg: Option<u16>) -> usize {
 const EXIT_BAD_SECTORS: u8 = 3;
 
 fn run(cli: Cli) -> Result<u8, Error> {
-    let report = Stderr::new(cli.quiet);
+    let report = progress::Stderr::new(cli.progress, cli.quiet);
+    report.set_phase(match &cli.command {
+        Some(Command::Verify { .. }) => "verify",
+        _ if cli.restore_image => "restore",
+        _ if cli.save_image => "save",
+        _ => "copy",
+    });
+    progress::set_left(left_behind(&cli));
     match cli.command {
         Some(Command::Info {
             fs_type,
             partition,
             sector_size,
+            json,
             path,
         }) => {
             let dopts = DiskOptions {
@@ -410,9 +339,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 sector_size,
                 grow_last: false,
             };
-            let lines = ops::info(&path, fs_type.into(), dopts)?;
-            let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            let info = ops::describe(&path, fs_type.into(), dopts)?;
             let mut out = std::io::stdout().lock();
+            if json {
+                let _ = out.write_all(info.to_json(&path.display().to_string()).as_bytes());
+                return Ok(0);
+            }
+            let lines = info.lines();
+            let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
             for (k, v) in lines {
                 let _ = writeln!(out, "{k:width$}  {v}");
             }
@@ -421,11 +355,20 @@ fn run(cli: Cli) -> Result<u8, Error> {
         Some(Command::Verify {
             threads,
             ignore_checksums,
+            json,
             path,
         }) => {
             let read = ReadOptions { ignore_checksums };
-            let s = ops::verify(&path, thread_count(threads), read, &report)?;
+            let v = ops::verification(&path, thread_count(threads), read, &report);
             report.clear_line();
+            if json {
+                let doc = v.to_json(&path.display().to_string());
+                let _ = std::io::stdout().lock().write_all(doc.as_bytes());
+            }
+            let s = v.into_result()?;
+            if json {
+                return Ok(0);
+            }
             match s {
                 ReadSummary::Fsimg(s) => println!(
                     "{}: OK: {} records, {} used bytes of {}, {} bad ranges",
@@ -450,6 +393,16 @@ fn run(cli: Cli) -> Result<u8, Error> {
                     }
                 }
             }
+            return Ok(0);
+        }
+        Some(Command::Man) => {
+            let page = docs::man(<Cli as clap::CommandFactory>::command());
+            docs::print(&page).map_err(|e| Error::io("cannot write", "standard output", e))?;
+            return Ok(0);
+        }
+        Some(Command::Completions { shell }) => {
+            let script = docs::completions(shell, <Cli as clap::CommandFactory>::command());
+            docs::print(&script).map_err(|e| Error::io("cannot write", "standard output", e))?;
             return Ok(0);
         }
         None => {}
@@ -607,6 +560,46 @@ fn run(cli: Cli) -> Result<u8, Error> {
     Ok(EXIT_BAD_SECTORS)
 }
 
+/// What a run stopped by a signal leaves behind, for its message (README:
+/// "Safety").
+fn left_behind(cli: &Cli) -> String {
+    if cli.command.is_some() {
+        return String::new();
+    }
+    let resume = |p: &std::path::Path, how: &str| {
+        format!(
+            "{} and the mapfile are kept: rerun with {how} {} and the same --mapfile to resume",
+            p.display(),
+            p.display()
+        )
+    };
+    match (&cli.output, &cli.overwrite) {
+        (Some(p), None) if p.as_os_str() == "-" => {
+            if cli.save_image {
+                "the image on standard output has no trailer, so verify and -r refuse it".into()
+            } else {
+                "standard output got only part of the volume".into()
+            }
+        }
+        (Some(p), None) if cli.mapfile.is_some() => resume(p, "-O"),
+        (Some(p), None) => format!("{} is removed", p.display()),
+        (None, Some(p)) if cli.mapfile.is_some() => resume(p, "-O"),
+        (None, Some(p)) => match std::fs::metadata(p) {
+            Err(_) => format!("{} is removed", p.display()),
+            Ok(m) if cli.save_image && m.is_file() => format!("{} is removed", p.display()),
+            Ok(_) if cli.save_image => format!(
+                "the image on {} has no trailer, so verify and -r refuse it",
+                p.display()
+            ),
+            Ok(_) => format!(
+                "{} holds part of the copy: its first 64 KiB (superblock, boot sector, partition table) are written last and the old ones are zeroed, so it is not taken for a complete copy",
+                p.display()
+            ),
+        },
+        _ => String::new(),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -615,11 +608,19 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    progress::install_signals();
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("fsimg: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            // A run stopped by a signal may fail in other ways on its way
+            // out (a write to a pipe whose reader was stopped too): the
+            // signal is what the user needs to hear of.
+            let (msg, code) = match progress::signal() {
+                Some(sig) => progress::stopped(sig),
+                None => (e.to_string(), e.exit_code() as u8),
+            };
+            let _ = writeln!(std::io::stderr(), "fsimg: {msg}");
+            ExitCode::from(code)
         }
     }
 }

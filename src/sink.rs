@@ -10,6 +10,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use crate::copier::Chunk;
 use crate::error::{Error, Result};
@@ -27,12 +28,32 @@ pub trait Sink {
 }
 
 /// Removes a file on drop unless disarmed: what this run created must not
-/// outlive a failed run.
+/// outlive a failed run. While armed, the path is also listed for
+/// [`remove_unfinished`].
 struct RemoveOnDrop(Option<PathBuf>);
 
+/// The files armed guards will remove, for [`remove_unfinished`].
+static UNFINISHED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+fn unfinished() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    UNFINISHED.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 impl RemoveOnDrop {
+    fn new(path: Option<PathBuf>) -> Self {
+        if let Some(p) = &path {
+            unfinished().push(p.clone());
+        }
+        RemoveOnDrop(path)
+    }
+
     fn disarm(&mut self) {
-        self.0 = None;
+        if let Some(p) = self.0.take() {
+            let mut list = unfinished();
+            if let Some(i) = list.iter().position(|q| *q == p) {
+                list.swap_remove(i);
+            }
+        }
     }
 }
 
@@ -41,7 +62,35 @@ impl Drop for RemoveOnDrop {
         if let Some(p) = &self.0 {
             let _ = fs::remove_file(p);
         }
+        self.disarm();
     }
+}
+
+/// Removes every file that a sink of this process created and has not
+/// finished: for a process about to exit without unwinding (a second
+/// Ctrl-C, or a run stuck in a read from a stalled pipe), which drops no
+/// sink.
+pub fn remove_unfinished() {
+    for p in unfinished().drain(..) {
+        let _ = fs::remove_file(p);
+    }
+}
+
+/// Bytes at the start of a file or device target that are written last,
+/// after the rest is synced: until a copy is complete the target holds no
+/// superblock, boot sector or partition table (those of an existing target
+/// are zeroed when the copy begins), so an interrupted or crashed copy is
+/// not taken for a complete one.
+pub const HELD_HEAD: u64 = 64 * 1024;
+
+/// The pieces of the head of a target, held until [`Sink::finish`].
+struct Head {
+    /// Bytes from 0 that are held.
+    limit: u64,
+    /// Whether the target existed: its old bytes under each held piece
+    /// are zeroed when the piece arrives (the unused ones stay as they were).
+    zero: bool,
+    held: Vec<(u64, Vec<u8>)>,
 }
 
 /// How a file target is opened.
@@ -64,6 +113,8 @@ pub struct FileSink {
     /// /dev/null is neither sized nor synced.
     is_regular: bool,
     device_size: u64,
+    /// The head of the target, written last (`None`: written in place).
+    head: Option<Head>,
 }
 
 impl FileSink {
@@ -110,8 +161,13 @@ impl FileSink {
                 source: e,
             },
         })?;
-        let guard = RemoveOnDrop(existing.is_none().then(|| path.to_path_buf()));
+        let guard = RemoveOnDrop::new(existing.is_none().then(|| path.to_path_buf()));
         let is_regular = existing.as_ref().is_none_or(|m| m.is_file());
+        let head = (is_regular || is_block_device).then(|| Head {
+            limit: HELD_HEAD.min(device_size),
+            zero: existing.is_some(),
+            held: Vec::new(),
+        });
         let sink_path = path.to_path_buf();
         if is_block_device {
             let size = file
@@ -132,13 +188,16 @@ impl FileSink {
             is_block_device,
             is_regular,
             device_size,
+            head,
         })
     }
 
     /// Keeps the file even if the run fails: a mapfile vouches for what
-    /// was written, and the next run resumes into it.
+    /// was written, and the next run resumes into it. Every byte is then
+    /// written in place as it comes (the mapfile says what is there).
     pub fn keep_on_failure(&mut self) {
         self.guard.disarm();
+        self.head = None;
     }
 
     fn write_error(&self, offset: u64, e: io::Error) -> Error {
@@ -152,10 +211,28 @@ impl FileSink {
 
 impl Sink for FileSink {
     fn write_chunk(&mut self, chunk: Chunk) -> Result<Option<Chunk>> {
-        for (e, data) in chunk.pieces() {
-            self.file
-                .write_all_at(data, e.offset)
-                .map_err(|err| self.write_error(e.offset, err))?;
+        for (e, mut data) in chunk.pieces() {
+            let mut offset = e.offset;
+            if let Some(head) = &mut self.head
+                && offset < head.limit
+            {
+                let n = (head.limit - offset).min(data.len() as u64) as usize;
+                if head.zero {
+                    // What the target held there (an old superblock) goes now.
+                    let zeros = vec![0u8; n];
+                    if let Err(err) = self.file.write_all_at(&zeros, offset) {
+                        return Err(self.write_error(offset, err));
+                    }
+                }
+                head.held.push((offset, data[..n].to_vec()));
+                offset += n as u64;
+                data = &data[n..];
+            }
+            if !data.is_empty() {
+                self.file
+                    .write_all_at(data, offset)
+                    .map_err(|err| self.write_error(offset, err))?;
+            }
         }
         Ok(Some(chunk))
     }
@@ -168,11 +245,26 @@ impl Sink for FileSink {
                 .set_len(self.device_size)
                 .map_err(|e| self.write_error(self.device_size, e))?;
         }
-        if self.is_regular || self.is_block_device {
-            self.file
-                .sync_all()
-                .map_err(|e| Error::io("cannot sync", &self.path, e))?;
+        let sync = |s: &Self| {
+            if s.is_regular || s.is_block_device {
+                s.file
+                    .sync_all()
+                    .map_err(|e| Error::io("cannot sync", &s.path, e))?;
+            }
+            Ok::<(), Error>(())
+        };
+        if let Some(head) = self.head.take()
+            && !head.held.is_empty()
+        {
+            // Everything else is on disk before the head says it is there.
+            sync(self)?;
+            for (offset, data) in head.held {
+                self.file
+                    .write_all_at(&data, offset)
+                    .map_err(|err| self.write_error(offset, err))?;
+            }
         }
+        sync(self)?;
         self.guard.disarm();
         Ok(())
     }
@@ -217,7 +309,7 @@ impl OutputFile {
         Ok(OutputFile {
             file: stdout_file()?,
             name: "standard output".into(),
-            guard: RemoveOnDrop(None),
+            guard: RemoveOnDrop::new(None),
             regular: false,
         })
     }
@@ -247,7 +339,7 @@ impl OutputFile {
             name: path.display().to_string(),
             // An overwritten file is removed too: a half-written image that
             // replaced an old one must not pass for complete.
-            guard: RemoveOnDrop((existing.is_none() || regular).then(|| path.to_path_buf())),
+            guard: RemoveOnDrop::new((existing.is_none() || regular).then(|| path.to_path_buf())),
             regular,
         })
     }

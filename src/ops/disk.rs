@@ -8,8 +8,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::{
-    Checks, Content, DiskOptions, ImageInput, Output, PartSummary, ReadSummary, Resume, SaveFormat,
-    SaveOptions, Summary, checked, human, read_records, rescue_copy, volume_sink, write_image,
+    Checks, Content, DiskInfo, DiskOptions, DiskTable, ImageInfo, ImageInput, Info, Output,
+    PartSummary, PartitionInfo, ReadSummary, Resume, SaveFormat, SaveOptions, Summary, checked,
+    human, read_records, rescue_copy, volume_sink, write_image,
 };
 use crate::allocmap::AllocationMap;
 use crate::copier::{self, CopyOptions};
@@ -39,19 +40,34 @@ pub struct OpenedDisk {
 
 /// Partition `n` of the disk `src` as a volume (`--partition N`).
 pub fn partition_view(src: &Arc<dyn Source>, sector: Option<u32>, n: u32) -> Result<SourceView> {
+    let (_, p) = table_partition(src, sector, n)?;
+    Ok(view_of(src, &p))
+}
+
+/// The table of the disk `src` and its partition `n`.
+fn table_partition(
+    src: &Arc<dyn Source>,
+    sector: Option<u32>,
+    n: u32,
+) -> Result<(Table, Partition)> {
     let table = disk_open::read(src.as_ref(), sector)?.ok_or_else(|| {
         Error::Usage(format!(
             "{}: no partition table found; --partition needs a whole disk",
             src.name()
         ))
     })?;
-    let p = find_partition(&table.partitions, n, src.name())?;
-    Ok(SourceView::new(
+    let p = find_partition(&table.partitions, n, src.name())?.clone();
+    Ok((table, p))
+}
+
+/// Partition `p` of the disk `src` as a volume.
+fn view_of(src: &Arc<dyn Source>, p: &Partition) -> SourceView {
+    SourceView::new(
         Arc::clone(src),
         p.start,
         p.len,
-        format!("{} partition {n}", src.name()),
-    ))
+        format!("{} partition {}", src.name(), p.number),
+    )
 }
 
 /// Partition `n` of `parts`, or an error listing the numbers there are.
@@ -621,95 +637,44 @@ pub fn restore(
     Ok(ReadSummary::Fsimg(summary))
 }
 
-/// One row of the partition list of `info`.
-fn partition_row(t: &Table, p: &Partition, fs: &str, used: Option<u64>) -> String {
-    let ss = u64::from(t.sector_size);
-    let ty = if p.type_name.is_empty() {
-        p.type_id.clone()
-    } else {
-        format!("{} ({})", p.type_id, p.type_name)
-    };
-    let mut row = format!(
-        "{}: sectors {}..{} ({}), type {ty}",
-        p.number,
-        p.start / ss,
-        (p.start + p.len) / ss - 1,
-        human(p.len)
-    );
-    if !p.name.is_empty() {
-        row.push_str(&format!(", name \"{}\"", p.name));
-    }
-    if let Some(g) = &p.guid {
-        row.push_str(&format!(", uuid {g}"));
-    }
-    match fs {
-        "raw" => row.push_str(", no filesystem (copied whole)"),
-        "swap" => row.push_str(", swap (header page copied)"),
-        fs => row.push_str(&format!(", {fs}")),
-    }
-    if let Some(u) = used {
-        row.push_str(&format!(", used {}", human(u)));
-    }
-    row.push_str(&format!(", offset={}", p.start));
-    row
-}
-
-/// The lines `info` shows for a disk's table.
-fn table_lines(t: &Table) -> Vec<(&'static str, String)> {
-    let mut lines = vec![
-        ("partition table", t.kind.name().to_string()),
-        ("disk id", t.disk_id.clone()),
-        ("sector size", t.sector_size.to_string()),
-        (
-            "disk size",
-            format!("{} ({})", t.disk_size, human(t.disk_size)),
-        ),
-        ("partitions", t.partitions.len().to_string()),
-    ];
-    for w in &t.warnings {
-        lines.push(("warning", w.clone()));
-    }
-    lines
+/// The partition list of `info` for the table `t` of a disk image: what
+/// its disk block `block` says each partition holds.
+fn image_partition(t: &Table, p: &Partition, block: &DiskBlock) -> PartitionInfo {
+    let i = block.partitions.iter().find(|i| i.number == p.number);
+    PartitionInfo::new(
+        t,
+        p,
+        i.map_or("unknown", part_fs_name),
+        (i.map(|i| i.used_bytes), None),
+    )
 }
 
 /// `fsimg info` on a disk: its table and, per partition, what it holds and
 /// how much of it is used (what a copy would take).
-pub fn info_disk(src: Arc<dyn Source>, t: Table) -> Result<Vec<(&'static str, String)>> {
-    let mut lines = table_lines(&t);
+pub fn info_disk(src: Arc<dyn Source>, t: Table) -> Result<DiskInfo> {
     let disk = Disk::open(src, t, false)?;
     let mut total = 0u64;
+    let mut parts = Vec::new();
     for p in &disk.parts {
         let (fs, used) = match &p.content {
-            disk_open::Content::Fs(fs) => {
-                let used = fs.allocation(&p.view).map(|a| a.map.used_bytes());
-                match used {
-                    Ok(u) => (fs.kind().name().to_string(), Some(u)),
-                    Err(e) => (
-                        format!("{} (allocation map unreadable: {e})", fs.kind().name()),
-                        None,
-                    ),
-                }
-            }
-            disk_open::Content::Swap { page } => ("swap".to_string(), Some(*page)),
-            disk_open::Content::Raw => ("raw".to_string(), Some(p.part.len)),
+            disk_open::Content::Fs(fs) => match fs.allocation(&p.view) {
+                Ok(a) => (fs.kind().name(), (Some(a.map.used_bytes()), None)),
+                Err(e) => (fs.kind().name(), (None, Some(e.to_string()))),
+            },
+            disk_open::Content::Swap { page } => ("swap", (Some(*page), None)),
+            disk_open::Content::Raw => ("raw", (Some(p.part.len), None)),
         };
-        total += used.unwrap_or(p.part.len);
-        lines.push(("partition", partition_row(&disk.table, &p.part, &fs, used)));
+        total += used.0.unwrap_or(p.part.len);
+        parts.push(PartitionInfo::new(&disk.table, &p.part, fs, used));
     }
     let fixed: u64 = disk.fixed_extents().iter().map(|e| e.len).sum();
-    lines.push(("tables and boot gap", format!("{fixed} bytes")));
-    lines.push((
-        "unpartitioned",
-        format!("{} bytes (not copied)", disk.unpartitioned_bytes()),
-    ));
-    lines.push((
-        "to copy",
-        format!(
-            "about {} ({total} bytes in partitions)",
-            human(total + fixed)
-        ),
-    ));
-    Ok(lines)
+    Ok(DiskInfo {
+        table: DiskTable::new(&disk.table, parts),
+        tables_and_boot_gap: fixed,
+        unpartitioned: disk.unpartitioned_bytes(),
+        to_copy: total + fixed,
+        to_copy_in_partitions: total,
+    })
 }
 
 /// `fsimg info` on an image of a whole disk: the table from its disk
@@ -719,68 +684,61 @@ pub fn info_image(
     block: &DiskBlock,
     t: Option<&Trailer>,
     partition: Option<u32>,
-) -> Result<Vec<(&'static str, String)>> {
+) -> Result<ImageInfo> {
     let table = block_table(block, "the image")?;
-    let mut lines = super::image_lines(h, t);
+    let mut info = super::image_info(h, t);
     if let Some(n) = partition {
         let p = find_partition(&table.partitions, n, "the image")?;
-        let i = block.partitions.iter().find(|i| i.number == n);
-        lines.push((
-            "partition",
-            partition_row(
-                &table,
-                p,
-                i.map_or("unknown", part_fs_name),
-                i.map(|i| i.used_bytes),
-            ),
-        ));
-        return Ok(lines);
+        info.partition = Some(image_partition(&table, p, block));
+        return Ok(info);
     }
-    lines.extend(table_lines(&table));
-    for p in &table.partitions {
-        let i = block.partitions.iter().find(|i| i.number == p.number);
-        lines.push((
-            "partition",
-            partition_row(
-                &table,
-                p,
-                i.map_or("unknown", part_fs_name),
-                i.map(|i| i.used_bytes),
-            ),
-        ));
-    }
-    Ok(lines)
+    let parts = table
+        .partitions
+        .iter()
+        .map(|p| image_partition(&table, p, block))
+        .collect();
+    info.disk = Some(DiskTable::new(&table, parts));
+    Ok(info)
 }
 
-/// `fsimg info` on a device or disk image file given by path.
+/// `fsimg info` on a device or disk image file given by path: a disk, or
+/// with `--partition N` one partition of it as a volume; `None` for a
+/// path that holds no partition table.
 pub fn info_path(
     path: &Path,
     choice: crate::fs::FsChoice,
     dopts: DiskOptions,
-) -> Result<Option<Vec<(&'static str, String)>>> {
+) -> Result<Option<Info>> {
     let src = FileSource::open(path)?;
     let sector = dopts
         .sector_size
         .or_else(|| src.is_block_device().then(|| src.sector_size()));
     let src: Arc<dyn Source> = Arc::new(src);
     if let Some(n) = dopts.partition {
-        let view = partition_view(&src, sector, n)?;
-        return super::info_source(&view, choice).map(Some);
+        let (table, part) = table_partition(&src, sector, n)?;
+        let mut v = super::info_source(&view_of(&src, &part), choice)?;
+        let used = (
+            v.allocation.as_ref().map(|a| a.used_bytes),
+            v.allocation_error.clone(),
+        );
+        v.partition = Some(PartitionInfo::new(&table, &part, v.filesystem, used));
+        return Ok(Some(Info::Volume(v)));
     }
     if choice != crate::fs::FsChoice::Auto {
         return Ok(None);
     }
     match disk_open::detect(src.as_ref(), sector)? {
-        Some(t) => info_disk(src, t).map(Some),
+        Some(t) => info_disk(src, t).map(|d| Some(Info::Disk(d))),
         None => Ok(None),
     }
 }
 
-/// An image read through a reader, for `info` on standard input.
+/// An image read through a reader, for `info` on standard input: `None`
+/// for an image of one volume.
 pub fn info_stream<R: Read>(
     reader: &ImageReader<BufReader<R>>,
     partition: Option<u32>,
-) -> Result<Option<Vec<(&'static str, String)>>> {
+) -> Result<Option<ImageInfo>> {
     match reader.disk() {
         Some(b) => info_image(reader.header(), b, None, partition).map(Some),
         None => Ok(None),

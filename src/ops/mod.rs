@@ -29,7 +29,12 @@ use crate::sink::{FileMode, FileSink, OutputFile, Sink, StdoutSink};
 use crate::source::{FileSource, Source};
 
 pub mod disk;
+pub mod info;
 pub use disk::OpenedDisk;
+pub use info::{
+    AllocationInfo, DiskInfo, DiskTable, Facts, ForeignInfo, ImageFlags, ImageInfo, Info, Lines,
+    PartitionInfo, Range, Verification, VolumeInfo,
+};
 
 /// Where a copy goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -841,6 +846,8 @@ impl ReadSummary {
 /// Reads a foreign image through on a reader thread, handing its chunks in
 /// image order to `consume`. Bytes after the end are an error if `strict`
 /// (verify), else a warning (restore: the volume is complete without them).
+/// Checksum mismatches let through (`--ignore-checksums`) are counted in
+/// the summary's `checked`, for the caller to judge.
 pub fn read_foreign(
     mut reader: Box<dyn ForeignReader>,
     strict: bool,
@@ -903,12 +910,6 @@ pub fn read_foreign(
             ));
         }
         let checked = reader.checked();
-        if strict && checked.mismatches > 0 {
-            return Err(ForeignError::Mismatches {
-                count: checked.mismatches,
-            }
-            .into());
-        }
         let fs = reader
             .describe()
             .into_iter()
@@ -984,29 +985,102 @@ pub fn verify(
     read: ReadOptions,
     report: &dyn Report,
 ) -> Result<ReadSummary> {
-    match open_any_image(image, read)? {
-        AnyImage::Fsimg(input) => Ok(ReadSummary::Fsimg(read_records(
-            input.reader,
-            threads,
-            report,
-            |c| Ok(Some(c)),
-        )?)),
-        AnyImage::Foreign { reader, .. } => Ok(ReadSummary::Foreign(read_foreign(
-            reader,
-            true,
-            report,
-            |_| Ok(()),
-        )?)),
+    verification(image, threads, read, report).into_result()
+}
+
+/// What `fsimg verify` checks of an fsimg image.
+const FSIMG_CHECKED: &str = "the header CRC, every record's CRCs, the record order and the trailer (its CRC, counts and index)";
+
+/// [`verify`], with what is known of the image even when it fails: its
+/// kind and header once it is recognised, what was checked once it is read
+/// through, and the error.
+pub fn verification(
+    image: &Path,
+    threads: usize,
+    read: ReadOptions,
+    report: &dyn Report,
+) -> Verification {
+    let v = Verification::new();
+    let any = match open_any_image(image, read) {
+        Ok(any) => any,
+        Err(e) => return v.fail(e),
+    };
+    match any {
+        AnyImage::Fsimg(input) => {
+            let h = input.reader.header();
+            let info = image_info(h, None);
+            let mut v = Verification {
+                kind: Some("fsimg-image"),
+                format: Some(info.format),
+                filesystem: Some(info.filesystem),
+                device_size: Some(h.device_size),
+                used_bytes: Some(h.used_bytes),
+                ..v
+            };
+            match read_records(input.reader, threads, report, |c| Ok(Some(c))) {
+                Ok(s) => {
+                    v.used_bytes = Some(s.trailer.used_bytes);
+                    v.records = Some(s.trailer.records);
+                    v.bad_ranges = Some(s.trailer.bad_ranges.iter().map(Range::from).collect());
+                    v.checked = Some(FSIMG_CHECKED.into());
+                    v.summary = Some(ReadSummary::Fsimg(s));
+                    v
+                }
+                Err(e) => v.fail(e),
+            }
+        }
+        AnyImage::Foreign { reader, .. } => {
+            let format = reader.format();
+            let mut v = Verification {
+                kind: Some(foreign_kind(&format)),
+                filesystem: reader
+                    .describe()
+                    .into_iter()
+                    .find(|(k, _)| *k == "filesystem")
+                    .map(|(_, v)| v),
+                format: Some(format),
+                device_size: Some(reader.device_size()),
+                used_bytes: Some(reader.used_bytes()),
+                ..v
+            };
+            match read_foreign(reader, true, report, |_| Ok(())) {
+                Ok(s) => {
+                    v.used_bytes = Some(s.used_bytes);
+                    v.checksums = Some(s.checked.checksums);
+                    v.checksum_mismatches = Some(s.checked.mismatches);
+                    v.checked = Some(s.checked.what.clone());
+                    v.not_checked = s.checked.unchecked.clone();
+                    let mismatches = s.checked.mismatches;
+                    v.summary = Some(ReadSummary::Foreign(s));
+                    if mismatches > 0 {
+                        return v.fail(ForeignError::Mismatches { count: mismatches }.into());
+                    }
+                    v
+                }
+                Err(e) => v.fail(e),
+            }
+        }
+    }
+}
+
+/// The `kind` of a foreign image of `format` ("ntfsclone 10.1").
+fn foreign_kind(format: &str) -> &'static str {
+    if format.starts_with("ntfsclone") {
+        "ntfsclone-image"
+    } else {
+        "partclone-image"
     }
 }
 
 /// `fsimg info` on a path: an image's header (and an fsimg image's
-/// trailer), or a volume.
-pub fn info(
-    path: &Path,
-    choice: FsChoice,
-    dopts: DiskOptions,
-) -> Result<Vec<(&'static str, String)>> {
+/// trailer), a disk, or a volume, as lines.
+pub fn info(path: &Path, choice: FsChoice, dopts: DiskOptions) -> Result<Lines> {
+    Ok(describe(path, choice, dopts)?.lines())
+}
+
+/// `fsimg info` on a path: an image's header (and an fsimg image's
+/// trailer), a disk, or a volume.
+pub fn describe(path: &Path, choice: FsChoice, dopts: DiskOptions) -> Result<Info> {
     let one_volume = || -> Result<()> {
         match dopts.partition {
             Some(_) => Err(Error::Usage(format!(
@@ -1027,131 +1101,110 @@ pub fn info(
             Some(Format::Fsimg) => {
                 let (h, d, t) = image::reader::read_ends(&mut f, &name)?;
                 if let Some(b) = d {
-                    return disk::info_image(&h, &b, Some(&t), dopts.partition);
+                    return disk::info_image(&h, &b, Some(&t), dopts.partition)
+                        .map(Info::FsimgImage);
                 }
                 one_volume()?;
-                return Ok(image_lines(&h, Some(&t)));
+                return Ok(Info::FsimgImage(image_info(&h, Some(&t))));
             }
             Some(_) => {}
         }
     }
     Ok(match open_any_image(path, ReadOptions::default())? {
         AnyImage::Fsimg(input) => match disk::info_stream(&input.reader, dopts.partition)? {
-            Some(lines) => lines,
+            Some(i) => Info::FsimgImage(i),
             None => {
                 one_volume()?;
-                image_lines(input.reader.header(), None)
+                Info::FsimgImage(image_info(input.reader.header(), None))
             }
         },
         AnyImage::Foreign { reader, .. } => {
             one_volume()?;
-            reader.describe()
+            let f = ForeignInfo {
+                facts: Facts(reader.describe()),
+                used_bytes: reader.used_bytes(),
+            };
+            match foreign_kind(&reader.format()) {
+                "ntfsclone-image" => Info::NtfscloneImage(f),
+                _ => Info::PartcloneImage(f),
+            }
         }
     })
 }
 
-pub(crate) fn image_lines(h: &Header, t: Option<&Trailer>) -> Vec<(&'static str, String)> {
+/// What the header (and the trailer, when read) of an fsimg image says.
+pub(crate) fn image_info(h: &Header, t: Option<&Trailer>) -> ImageInfo {
     let fs = if h.fs == header::FS_DISK {
         "whole disk".to_string()
     } else {
         FsKind::from_code(h.fs)
             .map_or_else(|| format!("unknown ({})", h.fs), |k| k.name().to_string())
     };
-    let mut flags = Vec::new();
-    if h.flags & header::FLAG_METADATA != 0 {
-        flags.push("metadata-only");
+    let version = format!("{}.{}", header::MAJOR, h.minor);
+    ImageInfo {
+        format: format!("fsimg image {version}"),
+        format_version: version,
+        writer: h.writer.clone(),
+        filesystem: fs,
+        device_size: h.device_size,
+        cluster_size: h.cluster_size,
+        total_clusters: h.total_clusters,
+        used_clusters: h.used_clusters,
+        used_bytes: h.used_bytes,
+        compression: if h.compression == header::COMPRESSION_ZSTD {
+            "zstd"
+        } else {
+            "none"
+        },
+        flags: ImageFlags {
+            metadata_only: h.flags & header::FLAG_METADATA != 0,
+            rescue: h.flags & header::FLAG_RESCUE != 0,
+            disk: h.flags & header::FLAG_DISK != 0,
+        },
+        records: t.map(|t| t.records),
+        bad_ranges: t.map(|t| t.bad_ranges.iter().map(Range::from).collect()),
+        disk: None,
+        partition: None,
     }
-    if h.flags & header::FLAG_RESCUE != 0 {
-        flags.push("rescue");
-    }
-    if h.flags & header::FLAG_DISK != 0 {
-        flags.push("disk");
-    }
-    let mut lines = vec![
-        (
-            "format",
-            format!("fsimg image {}.{}", header::MAJOR, h.minor),
-        ),
-        ("writer", h.writer.clone()),
-        ("filesystem", fs),
-        ("device size", h.device_size.to_string()),
-        ("cluster size", h.cluster_size.to_string()),
-        ("total clusters", h.total_clusters.to_string()),
-        ("used clusters", h.used_clusters.to_string()),
-        ("used bytes", h.used_bytes.to_string()),
-        (
-            "compression",
-            if h.compression == header::COMPRESSION_ZSTD {
-                "zstd"
-            } else {
-                "none"
-            }
-            .to_string(),
-        ),
-        (
-            "flags",
-            if flags.is_empty() {
-                "none".into()
-            } else {
-                flags.join(", ")
-            },
-        ),
-    ];
-    if let Some(t) = t {
-        lines.push(("records", t.records.to_string()));
-        lines.push(("bad ranges", t.bad_ranges.len().to_string()));
-        for r in &t.bad_ranges {
-            lines.push((
-                "bad range",
-                format!("bytes {}..{} ({} bytes)", r.offset, r.end(), r.len),
-            ));
-        }
-    }
-    lines
 }
 
 /// `fsimg info` on a volume: what the filesystem says about itself and how
 /// much of it is in use.
-pub fn info_volume(
-    source: &Path,
-    choice: FsChoice,
-    dopts: DiskOptions,
-) -> Result<Vec<(&'static str, String)>> {
-    if let Some(lines) = disk::info_path(source, choice, dopts)? {
-        return Ok(lines);
+pub fn info_volume(source: &Path, choice: FsChoice, dopts: DiskOptions) -> Result<Info> {
+    if let Some(info) = disk::info_path(source, choice, dopts)? {
+        return Ok(info);
     }
     let src = FileSource::open(source)?;
-    info_source(&src, choice)
+    info_source(&src, choice).map(Info::Volume)
 }
 
 /// `fsimg info` on an opened volume.
-pub(crate) fn info_source(
-    src: &dyn Source,
-    choice: FsChoice,
-) -> Result<Vec<(&'static str, String)>> {
+pub(crate) fn info_source(src: &dyn Source, choice: FsChoice) -> Result<VolumeInfo> {
     let fs = fs::open(src, choice)?;
-    let mut lines = vec![
-        ("filesystem", fs.kind().name().to_string()),
-        ("device size", fs.device_size().to_string()),
-        ("cluster size", fs.cluster_size().to_string()),
-    ];
-    lines.extend(fs.describe());
-    match fs.allocation(src) {
-        Ok(a) => {
-            lines.push(("total clusters", a.map.total_clusters().to_string()));
-            lines.push(("used clusters", a.map.used_clusters().to_string()));
-            lines.push(("used bytes", a.map.used_bytes().to_string()));
-            for i in a.inconsistencies {
-                lines.push(("inconsistency", i));
-            }
-            lines.extend(a.details);
-            for w in a.warnings {
-                lines.push(("warning", w));
-            }
-        }
-        Err(e) => lines.push(("allocation map", format!("unreadable: {e}"))),
-    }
-    Ok(lines)
+    let (allocation, allocation_error) = match fs.allocation(src) {
+        Ok(a) => (
+            Some(AllocationInfo {
+                total_clusters: a.map.total_clusters(),
+                used_clusters: a.map.used_clusters(),
+                used_bytes: a.map.used_bytes(),
+                inconsistencies: a.inconsistencies,
+                details: Facts(a.details),
+                warnings: a.warnings,
+            }),
+            None,
+        ),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    Ok(VolumeInfo {
+        filesystem: fs.kind().name(),
+        device_size: fs.device_size(),
+        cluster_size: fs.cluster_size(),
+        facts: Facts(fs.describe()),
+        clean: fs.unclean().is_none(),
+        allocation,
+        allocation_error,
+        partition: None,
+    })
 }
 
 /// Bytes for people: `1.5 MiB`.

@@ -5,6 +5,8 @@
 #  - corpus/volume, ext_volume, fat_volume, ntfs_volume: tiny filesystems
 #    made here by mkfs.ext4, mkfs.fat and mkntfs (2 MiB at most, the
 #    targets' limit), filled with a few files through debugfs and mtools;
+#    plus e2fsprogs' test images of 2 MiB at most from ../shared/corpus
+#    where the machine has them;
 #  - corpus/disk_table: 2 MiB disks with tables by sfdisk and sgdisk;
 #  - corpus/mapfile: mapfiles as GNU ddrescue and fsimg write them.
 # Needs zstd. Safe to run again: it overwrites its own files.
@@ -105,6 +107,16 @@ for f in 1 4; do
     MTOOLS_SKIP_CHECK=1 mcopy -i "$tmp/f.img" "$tmp/hello.txt" ::/DIR/HELLO.TXT
     seed_vol fat_volume "fat12-s$f" "$tmp/f.img"
 done
+# e2fsprogs' own test images, most of them corrupt, where the machine has
+# them (../shared/corpus/e2fsprogs; not committed): those of 2 MiB at most.
+if [ -d "$root/../shared/corpus/e2fsprogs" ]; then
+    for g in "$root"/../shared/corpus/e2fsprogs/*.img.gz; do
+        gunzip -c "$g" >"$tmp/c.img" 2>/dev/null || continue
+        if [ "$(wc -c <"$tmp/c.img")" -le 2097152 ]; then
+            cp "$tmp/c.img" "$fuzz/corpus/ext_volume/e2fsprogs-$(basename "$g" .img.gz)"
+        fi
+    done
+fi
 rm -f "$tmp/n.img"; truncate -s 2M "$tmp/n.img"
 mkntfs -q -F -f "$tmp/n.img" >/dev/null 2>&1
 seed_vol ntfs_volume ntfs "$tmp/n.img"

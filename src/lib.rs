@@ -20,6 +20,7 @@
 // must implement an unsafe trait; everything else is safe code.
 #![deny(unsafe_code)]
 
+pub mod access;
 pub mod allocmap;
 pub mod bytes;
 pub mod copier;

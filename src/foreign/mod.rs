@@ -439,14 +439,27 @@ impl<R: Read> Input<R> {
     }
 
     /// Skips `n` bytes of `what` (at `start`).
-    pub(crate) fn skip(&mut self, mut n: u64, what: &'static str, start: u64) -> Result<()> {
-        let mut buf = [0u8; 4096];
-        while n > 0 {
-            let k = n.min(buf.len() as u64) as usize;
-            self.fill(&mut buf[..k], what, start)?;
-            n -= k as u64;
+    pub(crate) fn skip(&mut self, n: u64, what: &'static str, start: u64) -> Result<()> {
+        if self.skip_some(n)? < n {
+            return Err(self.truncated(what, start));
         }
         Ok(())
+    }
+
+    /// Skips up to `n` bytes; returns how many (fewer only at the end of
+    /// input).
+    pub(crate) fn skip_some(&mut self, n: u64) -> Result<u64> {
+        let mut buf = [0u8; 4096];
+        let mut done = 0;
+        while done < n {
+            let k = (n - done).min(buf.len() as u64) as usize;
+            let got = self.read_some(&mut buf[..k])?;
+            done += got as u64;
+            if got < k {
+                break;
+            }
+        }
+        Ok(done)
     }
 
     /// Gives bytes just read back to the input, to be read again.
@@ -462,6 +475,53 @@ impl<R: Read> Input<R> {
         let at = self.pos;
         Ok(self.byte()?.map(|_| at))
     }
+}
+
+/// Fills `buf` from byte `offset` of the image `file` with positioned
+/// reads (for random access to the volume inside an image): bytes of
+/// `block` (volume byte `volume_offset`), whose data starts at image byte
+/// `start`. The end of the file there is an `UnexpectedEof` error that says
+/// where the image ends and where the block lies ([`ForeignError::TruncatedBlock`]);
+/// any other failure names the image byte too.
+pub(crate) fn read_block_at(
+    file: &std::fs::File,
+    buf: &mut [u8],
+    offset: u64,
+    format: &'static str,
+    block: u64,
+    volume_offset: u64,
+    start: u64,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        let at = offset + done as u64;
+        match file.read_at(&mut buf[done..], at) {
+            Ok(0) => {
+                // The read may start past the end.
+                let end = file.metadata().map_or(at, |m| m.len().min(at));
+                let err = ForeignError::TruncatedBlock {
+                    format,
+                    block,
+                    volume_offset,
+                    offset: start,
+                    end,
+                };
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, err));
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!(
+                        "{format} image: cannot read block {block} (volume byte {volume_offset}) at byte {at}: {e}"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Formats a little-endian stored checksum as one hex number.

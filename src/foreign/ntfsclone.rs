@@ -96,8 +96,14 @@ impl NtfscloneHeader {
             .then(|| (self.device_size - start).min(u64::from(self.cluster_size)))
     }
 
+    /// Whether the image may end just before cluster `nr_clusters` (the
+    /// backup boot sector's): images before 10.1 do not save it.
+    pub(crate) fn may_lack_backup_boot_sector(&self) -> bool {
+        self.major < MAJOR || self.minor == 0
+    }
+
     /// Reads and checks the header, leaving `input` at the first record.
-    fn read<R: Read>(input: &mut Input<R>) -> Result<Self> {
+    pub(crate) fn read<R: Read>(input: &mut Input<R>) -> Result<Self> {
         let field = |offset, field, value: String| -> Error {
             ForeignError::Field {
                 format: FORMAT,
@@ -182,6 +188,89 @@ impl NtfscloneHeader {
             inuse: u64le(&b, 38),
             data_offset,
         })
+    }
+}
+
+/// One record of the stream, as [`next_record`] reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Record {
+    /// A gap of `count` clusters (negative in metadata images), which the
+    /// header allows: the position moves to cluster `to`.
+    Gap {
+        /// The signed count stored.
+        count: i64,
+        /// The cluster it leads to.
+        to: u64,
+    },
+    /// The record of the cluster at the position: its `len` bytes follow,
+    /// still unread, from the input's position on.
+    Cluster {
+        /// Bytes of the cluster in the image (short for the last one).
+        len: u64,
+    },
+    /// The input ended just before the backup boot sector's record, where
+    /// an image before 10.1 ends: the image is complete without it.
+    NoBackupBootSector,
+}
+
+/// Reads the record at the input's position, the reader standing at
+/// cluster `pos`, and checks it against the header (the cluster's data is
+/// left unread). `None`: the image has ended (after cluster `nr_clusters`).
+/// The end of input anywhere else is a truncation error.
+pub(crate) fn next_record<R: Read>(
+    input: &mut Input<R>,
+    header: &NtfscloneHeader,
+    pos: u64,
+) -> Result<Option<Record>> {
+    let last = header.nr_clusters;
+    if pos > last {
+        return Ok(None);
+    }
+    let at = input.pos();
+    let Some(cmd) = input.byte()? else {
+        if pos == last && header.may_lack_backup_boot_sector() {
+            return Ok(Some(Record::NoBackupBootSector));
+        }
+        let what = if pos == last {
+            "backup boot sector record"
+        } else {
+            "next record"
+        };
+        return Err(input.truncated(what, at));
+    };
+    match cmd {
+        CMD_GAP => {
+            let mut b = [0u8; 8];
+            input.fill(&mut b, "gap record", at)?;
+            let count = i64::from_le_bytes(b);
+            let to = i128::from(pos) + i128::from(count);
+            if count == 0 || to < 0 || to > i128::from(last) {
+                return Err(ForeignError::BadGap {
+                    offset: at,
+                    count,
+                    from: pos,
+                    to,
+                    last,
+                }
+                .into());
+            }
+            Ok(Some(Record::Gap {
+                count,
+                to: to as u64,
+            }))
+        }
+        CMD_NEXT => {
+            let len = header
+                .cluster_len(pos)
+                .ok_or(ForeignError::ClusterPastEnd {
+                    offset: at,
+                    cluster: pos,
+                    volume_offset: pos * u64::from(header.cluster_size),
+                    device_size: header.device_size,
+                })?;
+            Ok(Some(Record::Cluster { len }))
+        }
+        code => Err(ForeignError::BadCommand { offset: at, code }.into()),
     }
 }
 
@@ -275,13 +364,13 @@ impl<R: Read + Send> ForeignReader for NtfscloneReader<R> {
         let last = self.header.nr_clusters;
         let mut chunk = Chunk::default();
         while !self.ended {
-            if self.pos > last {
-                self.ended = true;
-                break;
-            }
             let at = self.input.pos();
-            let Some(cmd) = self.input.byte()? else {
-                if self.pos == last && (self.header.major < MAJOR || self.header.minor == 0) {
+            match next_record(&mut self.input, &self.header, self.pos)? {
+                None => {
+                    self.ended = true;
+                    break;
+                }
+                Some(Record::NoBackupBootSector) => {
                     report.warn(&format!(
                         "this ntfsclone {} image has no backup boot sector (images before 10.1 do not): the last {} bytes of the volume are not restored",
                         self.version(),
@@ -290,30 +379,7 @@ impl<R: Read + Send> ForeignReader for NtfscloneReader<R> {
                     self.ended = true;
                     break;
                 }
-                let what = if self.pos == last {
-                    "backup boot sector record"
-                } else {
-                    "next record"
-                };
-                return Err(self.input.truncated(what, at));
-            };
-            match cmd {
-                CMD_GAP => {
-                    let mut b = [0u8; 8];
-                    self.input.fill(&mut b, "gap record", at)?;
-                    let count = i64::from_le_bytes(b);
-                    let to = i128::from(self.pos) + i128::from(count);
-                    if count == 0 || to < 0 || to > i128::from(last) {
-                        return Err(ForeignError::BadGap {
-                            offset: at,
-                            count,
-                            from: self.pos,
-                            to,
-                            last,
-                        }
-                        .into());
-                    }
-                    let to = to as u64;
+                Some(Record::Gap { count, to }) => {
                     self.gaps += 1;
                     if count < 0 {
                         self.backward_gaps += 1;
@@ -332,18 +398,9 @@ impl<R: Read + Send> ForeignReader for NtfscloneReader<R> {
                         break;
                     }
                 }
-                CMD_NEXT => {
+                Some(Record::Cluster { len }) => {
                     let c = self.pos;
                     let volume_offset = c * cs;
-                    let len = self
-                        .header
-                        .cluster_len(c)
-                        .ok_or(ForeignError::ClusterPastEnd {
-                            offset: at,
-                            cluster: c,
-                            volume_offset,
-                            device_size: self.header.device_size,
-                        })?;
                     if self.input.append(&mut chunk.data, len as usize)? < len as usize {
                         return Err(ForeignError::TruncatedBlock {
                             format: FORMAT,
@@ -370,7 +427,6 @@ impl<R: Read + Send> ForeignReader for NtfscloneReader<R> {
                         break;
                     }
                 }
-                code => return Err(ForeignError::BadCommand { offset: at, code }.into()),
             }
         }
         Ok((!chunk.extents.is_empty()).then_some(chunk))

@@ -433,7 +433,7 @@ impl Sum {
 
 /// Format 0001's CRC of a block: partclone's CRC32 of its first byte
 /// repeated `bs` times (the pointer was never advanced).
-fn crc32_v1(seed: u32, first: u8, bs: usize, fill: &mut Vec<u8>) -> u32 {
+pub(crate) fn crc32_v1(seed: u32, first: u8, bs: usize, fill: &mut Vec<u8>) -> u32 {
     if fill.len() != bs || fill.first() != Some(&first) {
         fill.clear();
         fill.resize(bs, first);
@@ -441,41 +441,24 @@ fn crc32_v1(seed: u32, first: u8, bs: usize, fill: &mut Vec<u8>) -> u32 {
     crc32(seed, fill)
 }
 
-/// Reads a partclone image from any byte stream.
-pub struct PartcloneReader<R> {
-    input: Input<BufReader<R>>,
-    header: PartcloneHeader,
-    /// One bit per block, least significant first; empty for
-    /// [`BitmapMode::None`] (every block stored).
-    bitmap: Vec<u8>,
-    /// Set bits in the bitmap: the blocks the image holds.
-    stored_blocks: u64,
-    opts: ReadOptions,
-    warned: bool,
-    /// The next block to look at.
-    next_block: u64,
-    /// Blocks read so far.
-    read_blocks: u64,
-    /// Blocks read since the last checksum, the first and last of them.
-    in_strip: u64,
-    strip_first: u64,
-    strip_last: u64,
-    sum: Sum,
-    /// Bytes per stored checksum (8 in 0001 images from the 64-bit bug).
-    checksum_width: usize,
-    width_known: bool,
-    fill: Vec<u8>,
-    checksums: u64,
-    mismatches: u64,
-    ended: bool,
+/// What precedes the data of a partclone image: the header and the bitmap.
+pub(crate) struct Head {
+    /// The header.
+    pub(crate) header: PartcloneHeader,
+    /// One bit per block, least significant first, bits past the last block
+    /// clear; empty for [`BitmapMode::None`] (every block stored).
+    pub(crate) bitmap: Vec<u8>,
+    /// Set bits in the bitmap (every block without one): the blocks the
+    /// image stores. The bitmap wins over the header's count, as in
+    /// partclone.
+    pub(crate) stored_blocks: u64,
 }
 
-impl<R: Read> PartcloneReader<R> {
-    /// Reads and checks the header and the bitmap. `name` names the image
-    /// in messages.
-    pub fn new(r: R, name: &str, opts: ReadOptions) -> Result<Self> {
-        let mut input = Input::new(BufReader::with_capacity(1 << 20, r), name, FORMAT);
-        let header = PartcloneHeader::read(&mut input)?;
+impl Head {
+    /// Reads and checks the header and the bitmap, leaving `input` at the
+    /// first block's data.
+    pub(crate) fn read<R: Read>(input: &mut Input<R>) -> Result<Self> {
+        let header = PartcloneHeader::read(input)?;
         let total = header.total_blocks;
         let mut bitmap = Vec::new();
         match header.bitmap {
@@ -547,6 +530,72 @@ impl<R: Read> PartcloneReader<R> {
         } else {
             bitmap.iter().map(|b| u64::from(b.count_ones())).sum()
         };
+        Ok(Head {
+            header,
+            bitmap,
+            stored_blocks,
+        })
+    }
+}
+
+/// Format 0001: the width of each stored CRC, 4 bytes or 8 (the CRC and 4
+/// zero bytes, from some old 64-bit builds). `state` is the running CRC
+/// after the first stored block, and `after` the bytes that follow that
+/// block's first 4 CRC bytes (up to block size + 8 are looked at). If they
+/// start with 4 zero bytes, the second block's CRC tells the layouts apart.
+pub(crate) fn v1_checksum_width(state: u32, bs: usize, after: &[u8], fill: &mut Vec<u8>) -> usize {
+    if bs < 4 || after.len() < bs + 8 || after[..4] != [0; 4] {
+        return 4;
+    }
+    let buf = &after[4..bs + 8];
+    let narrow = crc32_v1(state, 0, bs, fill).to_le_bytes();
+    let wide = crc32_v1(state, buf[0], bs, fill).to_le_bytes();
+    if buf[bs..] == wide && buf[bs - 4..bs] != narrow {
+        8
+    } else {
+        4
+    }
+}
+
+/// Reads a partclone image from any byte stream.
+pub struct PartcloneReader<R> {
+    input: Input<BufReader<R>>,
+    header: PartcloneHeader,
+    /// One bit per block, least significant first; empty for
+    /// [`BitmapMode::None`] (every block stored).
+    bitmap: Vec<u8>,
+    /// Set bits in the bitmap: the blocks the image holds.
+    stored_blocks: u64,
+    opts: ReadOptions,
+    warned: bool,
+    /// The next block to look at.
+    next_block: u64,
+    /// Blocks read so far.
+    read_blocks: u64,
+    /// Blocks read since the last checksum, the first and last of them.
+    in_strip: u64,
+    strip_first: u64,
+    strip_last: u64,
+    sum: Sum,
+    /// Bytes per stored checksum (8 in 0001 images from the 64-bit bug).
+    checksum_width: usize,
+    width_known: bool,
+    fill: Vec<u8>,
+    checksums: u64,
+    mismatches: u64,
+    ended: bool,
+}
+
+impl<R: Read> PartcloneReader<R> {
+    /// Reads and checks the header and the bitmap. `name` names the image
+    /// in messages.
+    pub fn new(r: R, name: &str, opts: ReadOptions) -> Result<Self> {
+        let mut input = Input::new(BufReader::with_capacity(1 << 20, r), name, FORMAT);
+        let Head {
+            header,
+            bitmap,
+            stored_blocks,
+        } = Head::read(&mut input)?;
         Ok(PartcloneReader {
             input,
             sum: Sum::new(header.checksum),
@@ -675,28 +724,15 @@ impl<R: Read> PartcloneReader<R> {
         if self.stored_blocks < 2 || bs < 4 {
             return;
         }
-        let mut x = [0u8; 4];
-        let Ok(n) = self.input.read_some(&mut x) else {
+        let mut look = vec![0u8; bs + 8];
+        let Ok(got) = self.input.read_some(&mut look) else {
             return;
         };
-        if n < 4 || x != [0; 4] {
-            self.input.unread(&x[..n]);
-            return;
-        }
-        let mut buf = vec![0u8; bs + 4];
-        let got = self.input.read_some(&mut buf).unwrap_or(0);
-        if got == bs + 4 {
-            let state = u32::from_le_bytes(after_block0[..4].try_into().expect("4 bytes"));
-            let narrow = crc32_v1(state, 0, bs, &mut self.fill).to_le_bytes();
-            let wide = crc32_v1(state, buf[0], bs, &mut self.fill).to_le_bytes();
-            if buf[bs..] == wide && buf[bs - 4..bs] != narrow {
-                self.checksum_width = 8;
-            }
-        }
-        self.input.unread(&buf[..got]);
-        if self.checksum_width == 4 {
-            self.input.unread(&x);
-        }
+        let state = u32::from_le_bytes(after_block0[..4].try_into().expect("4 bytes"));
+        self.checksum_width = v1_checksum_width(state, bs, &look[..got], &mut self.fill);
+        // The 4 zero bytes of block 0's wide CRC stay read.
+        let keep = if self.checksum_width == 8 { 4 } else { 0 };
+        self.input.unread(&look[keep..got]);
     }
 }
 
@@ -912,7 +948,7 @@ impl<R: Read + Send> ForeignReader for PartcloneReader<R> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::report::Silent;
     use std::io::Cursor;
@@ -950,7 +986,14 @@ mod tests {
         );
     }
 
-    fn header(total: u64, used: u64, bs: u32, kind: ChecksumKind, bpc: u32) -> PartcloneHeader {
+    /// A 0002 header with a bit bitmap (for tests of the readers).
+    pub(crate) fn header(
+        total: u64,
+        used: u64,
+        bs: u32,
+        kind: ChecksumKind,
+        bpc: u32,
+    ) -> PartcloneHeader {
         PartcloneHeader {
             version: 2,
             ptc_version: "0.3.23".into(),
@@ -969,7 +1012,7 @@ mod tests {
     }
 
     /// An image of `blocks` (each filled with its number) by the layout.
-    fn build(h: &PartcloneHeader, blocks: &[u64]) -> Vec<u8> {
+    pub(crate) fn build(h: &PartcloneHeader, blocks: &[u64]) -> Vec<u8> {
         let mut img = h.to_bytes_v2();
         let mut bm = vec![0u8; h.total_blocks.div_ceil(8) as usize];
         for &b in blocks {

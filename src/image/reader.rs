@@ -6,9 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 
 use super::disk::{DiskBlock, TAG_DISK};
 use super::header::{HEADER_LEN, Header};
-use super::record::{
-    Fixed, Geometry, MAX_PAIR_LEN, RECORD_HEADER_LEN, RawRecord, TAG_DATA, TAG_DATZ, decode_table,
-};
+use super::record::{Fixed, RECORD_HEADER_LEN, RawRecord, TAG_DATA, TAG_DATZ};
 use super::trailer::{TAG_TRAILER, Trailer};
 use super::{ImageError, IndexBuilder};
 use crate::error::{Error, Result};
@@ -19,7 +17,6 @@ pub struct ImageReader<R> {
     name: String,
     pos: u64,
     header: Header,
-    geometry: Geometry,
     prev_end: u64,
     used_clusters: u64,
     used_bytes: u64,
@@ -53,11 +50,6 @@ impl<R: Read> ImageReader<R> {
                 max_record: 0,
                 writer: String::new(),
             },
-            geometry: Geometry {
-                cluster_size: 512,
-                device_size: 0,
-                total_clusters: 0,
-            },
             prev_end: 0,
             used_clusters: 0,
             used_bytes: 0,
@@ -73,11 +65,6 @@ impl<R: Read> ImageReader<R> {
         b[..16].copy_from_slice(&prefix);
         me.fill(&mut b[16..], "header", 0)?;
         me.header = Header::from_bytes(&b)?;
-        me.geometry = Geometry {
-            cluster_size: me.header.cluster_size,
-            device_size: me.header.device_size,
-            total_clusters: me.header.total_clusters,
-        };
         if me.header.flags & super::header::FLAG_DISK != 0 {
             me.read_disk_block()?;
         }
@@ -214,48 +201,12 @@ impl<R: Read> ImageReader<R> {
         }
         self.fill(&mut head[4..], "record header", offset)?;
         let f = Fixed::from_bytes(&head);
-        let field = |field, value: u64| ImageError::Field {
-            what: "record",
-            offset,
-            field,
-            value,
-        };
         // Bound what the header asks us to allocate before reading the rest.
-        let max_extents = u64::from(self.header.max_record / self.header.cluster_size) + 1;
-        if f.extents == 0 || u64::from(f.extents) > max_extents {
-            return Err(field("extent count", f.extents.into()).into());
-        }
-        if f.table_len as usize > f.extents as usize * MAX_PAIR_LEN {
-            return Err(field("extent table length", f.table_len.into()).into());
-        }
+        f.check_bounds(offset, &self.header)?;
         let mut table = vec![0u8; f.table_len as usize];
         self.fill(&mut table, "record extent table", offset)?;
-        let mut h = crc32fast::Hasher::new();
-        h.update(&head[..32]);
-        h.update(&table);
-        let computed = h.finalize();
-        if computed != f.header_crc {
-            return Err(ImageError::Checksum {
-                what: "record header",
-                offset,
-                stored: f.header_crc,
-                computed,
-            }
-            .into());
-        }
-        if f.raw_len == 0 || f.raw_len > self.header.max_record {
-            return Err(field("raw payload length", f.raw_len.into()).into());
-        }
-        let stored_ok = if f.zstd {
-            f.stored_len as usize <= zstd::zstd_safe::compress_bound(f.raw_len as usize)
-        } else {
-            f.stored_len == f.raw_len
-        };
-        if !stored_ok {
-            return Err(field("stored payload length", f.stored_len.into()).into());
-        }
         let (extents, end, clusters) =
-            decode_table(offset, &f, &table, &self.geometry, self.prev_end)?;
+            f.check(offset, &head, &table, &self.header, self.prev_end)?;
         let stored = self.read_data(f.stored_len as usize, "record data", offset)?;
         self.index.push(offset, f.first_cluster);
         self.prev_end = end;
@@ -358,8 +309,11 @@ pub fn read_header_and_trailer(file: &mut File, name: &str) -> Result<(Header, T
 }
 
 /// [`read_header_and_trailer`], with the disk block of a whole disk's
-/// image.
-pub fn read_ends(file: &mut File, name: &str) -> Result<(Header, Option<DiskBlock>, Trailer)> {
+/// image, from any seekable reader of the image.
+pub fn read_ends<F: Read + Seek>(
+    file: &mut F,
+    name: &str,
+) -> Result<(Header, Option<DiskBlock>, Trailer)> {
     file.seek(SeekFrom::Start(0))
         .map_err(|e| Error::io("cannot seek in", name, e))?;
     let reader = ImageReader::new(&mut *file, name)?;
@@ -367,7 +321,7 @@ pub fn read_ends(file: &mut File, name: &str) -> Result<(Header, Option<DiskBloc
     let size = file
         .seek(SeekFrom::End(0))
         .map_err(|e| Error::io("cannot seek in", name, e))?;
-    let read_at = |file: &mut File, offset: u64, buf: &mut [u8]| -> Result<()> {
+    let read_at = |file: &mut F, offset: u64, buf: &mut [u8]| -> Result<()> {
         file.seek(SeekFrom::Start(offset))
             .and_then(|_| file.read_exact(buf))
             .map_err(|e| match e.kind() {

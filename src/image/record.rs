@@ -1,5 +1,6 @@
 //! Data records (formats/fsimg-image.md section 2).
 
+use super::header::Header;
 use super::{ImageError, get_varint, put_varint};
 use crate::bytes::{u32le, u64le};
 use crate::copier::{Chunk, Extent};
@@ -116,6 +117,79 @@ impl Fixed {
     }
 }
 
+impl Fixed {
+    /// Bounds what the header asks a reader to allocate, before the extent
+    /// table its CRC covers is read: the extent count and table length.
+    pub fn check_bounds(&self, offset: u64, h: &Header) -> Result<(), ImageError> {
+        let max_extents = u64::from(h.max_record / h.cluster_size) + 1;
+        if self.extents == 0 || u64::from(self.extents) > max_extents {
+            return Err(record_field(offset, "extent count", self.extents.into()));
+        }
+        if self.table_len as usize > self.extents as usize * MAX_PAIR_LEN {
+            return Err(record_field(
+                offset,
+                "extent table length",
+                self.table_len.into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the record header `head` (whose fields are `self`) and its
+    /// extent `table` against the header CRC and the image header `h`,
+    /// then decodes the table as [`decode_table`] does.
+    pub fn check(
+        &self,
+        offset: u64,
+        head: &[u8; RECORD_HEADER_LEN],
+        table: &[u8],
+        h: &Header,
+        prev_end: u64,
+    ) -> Result<(Vec<Extent>, u64, u64), ImageError> {
+        let mut hasher = crc32fast::Hasher::new();
+        hasher.update(&head[..32]);
+        hasher.update(table);
+        let computed = hasher.finalize();
+        if computed != self.header_crc {
+            return Err(ImageError::Checksum {
+                what: "record header",
+                offset,
+                stored: self.header_crc,
+                computed,
+            });
+        }
+        if self.raw_len == 0 || self.raw_len > h.max_record {
+            return Err(record_field(
+                offset,
+                "raw payload length",
+                self.raw_len.into(),
+            ));
+        }
+        let stored_ok = if self.zstd {
+            self.stored_len as usize <= zstd::zstd_safe::compress_bound(self.raw_len as usize)
+        } else {
+            self.stored_len == self.raw_len
+        };
+        if !stored_ok {
+            return Err(record_field(
+                offset,
+                "stored payload length",
+                self.stored_len.into(),
+            ));
+        }
+        decode_table(offset, self, table, &Geometry::of(h), prev_end)
+    }
+}
+
+fn record_field(offset: u64, field: &'static str, value: u64) -> ImageError {
+    ImageError::Field {
+        what: "record",
+        offset,
+        field,
+        value,
+    }
+}
+
 /// Geometry a record is checked against.
 #[derive(Clone, Copy, Debug)]
 pub struct Geometry {
@@ -125,6 +199,17 @@ pub struct Geometry {
     pub device_size: u64,
     /// Clusters in the volume.
     pub total_clusters: u64,
+}
+
+impl Geometry {
+    /// The geometry an image header gives.
+    pub fn of(h: &Header) -> Self {
+        Geometry {
+            cluster_size: h.cluster_size,
+            device_size: h.device_size,
+            total_clusters: h.total_clusters,
+        }
+    }
 }
 
 /// Decodes and checks an extent table: extents in bytes, and the cluster

@@ -71,7 +71,7 @@ fn view_of(src: &Arc<dyn Source>, p: &Partition) -> SourceView {
 }
 
 /// Partition `n` of `parts`, or an error listing the numbers there are.
-fn find_partition<'a>(parts: &'a [Partition], n: u32, disk: &str) -> Result<&'a Partition> {
+pub fn find_partition<'a>(parts: &'a [Partition], n: u32, disk: &str) -> Result<&'a Partition> {
     parts.iter().find(|p| p.number == n).ok_or_else(|| {
         let have: Vec<String> = parts.iter().map(|p| p.number.to_string()).collect();
         Error::Usage(format!(

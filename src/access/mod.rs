@@ -1,0 +1,113 @@
+//! Random access to the volume inside anything fsimg reads: any byte range
+//! of it, unused clusters as zeros, without restoring it. Shared by
+//! `ls`/`cat`/`extract` and the read-only mount (issues 17 and 18).
+//!
+//! Each kind of image is a [`crate::source::Source`], so every reader of
+//! volumes (the filesystems' parsers included) works on it unchanged.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::foreign::{self, DETECT_LEN, Format};
+use crate::ops::disk::{block_table, find_partition, partition_view};
+use crate::report::Report;
+use crate::source::{FileSource, Source, SourceView};
+
+pub mod image;
+pub mod ntfsclone;
+pub mod partclone;
+
+pub use image::ImageSource;
+
+/// Opens `path` for random access: the volume an fsimg, ntfsclone or
+/// partclone image holds, or a raw volume, sparse clone, block device or
+/// disk image read as it is. With `partition`, partition N of a whole
+/// disk (a disk image of fsimg's, through its disk block's table, or a
+/// raw disk or disk image, through its table). `report` gets the
+/// warnings (an image without its trailer). A pipe, a FIFO or standard
+/// input (`-`) is refused: random access needs a seekable file.
+pub fn open(path: &Path, partition: Option<u32>, report: &dyn Report) -> Result<Arc<dyn Source>> {
+    if path.as_os_str() == "-" {
+        return Err(image::not_seekable("standard input"));
+    }
+    let name = path.display().to_string();
+    // Looked at before opening: opening a FIFO waits for a writer.
+    let ft = std::fs::metadata(path)
+        .map_err(|e| Error::Open {
+            path: path.to_path_buf(),
+            source: e,
+        })?
+        .file_type();
+    if ft.is_fifo() || ft.is_socket() || ft.is_char_device() {
+        return Err(image::not_seekable(&name));
+    }
+    let file = File::open(path).map_err(|e| Error::Open {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let len = image::seekable_len(&file, &name)?;
+    let mut prefix = vec![0u8; DETECT_LEN.min(len as usize)];
+    file.read_exact_at(&mut prefix, 0)
+        .map_err(|e| Error::Read {
+            name: name.clone(),
+            offset: 0,
+            len: prefix.len() as u64,
+            source: e,
+        })?;
+    let one_volume = |src: Arc<dyn Source>| match partition {
+        None => Ok(src),
+        Some(_) => Err(Error::Usage(format!(
+            "--partition needs an image of a whole disk; {name} holds one volume"
+        ))),
+    };
+    match foreign::detect(&prefix) {
+        Some(Format::Fsimg) => {
+            let src = Arc::new(ImageSource::open(file, &name, report)?);
+            let (Some(n), Some(block)) = (partition, src.disk()) else {
+                return one_volume(src);
+            };
+            let table = block_table(block, &name)?;
+            let p = find_partition(&table.partitions, n, &name)?;
+            let (start, len) = (p.start, p.len);
+            Ok(Arc::new(SourceView::new(
+                src,
+                start,
+                len,
+                format!("{name} partition {n}"),
+            )))
+        }
+        Some(Format::Ntfsclone) => {
+            let src = ntfsclone::NtfscloneSource::open(file, &name)?;
+            warn_truncated(&name, src.truncated_at(), report);
+            one_volume(Arc::new(src))
+        }
+        Some(Format::Partclone) => {
+            let src = partclone::PartcloneSource::open(file, &name)?;
+            warn_truncated(&name, src.truncated_at(), report);
+            one_volume(Arc::new(src))
+        }
+        None => {
+            drop(file);
+            let src = FileSource::open(path)?;
+            let sector = src.is_block_device().then(|| src.sector_size());
+            let src: Arc<dyn Source> = Arc::new(src);
+            match partition {
+                None => Ok(src),
+                Some(n) => Ok(Arc::new(partition_view(&src, sector, n)?)),
+            }
+        }
+    }
+}
+
+/// Warns that an ntfsclone or partclone image ends early: what it holds
+/// reads as usual, the rest fails.
+fn warn_truncated(name: &str, at: Option<u64>, report: &dyn Report) {
+    if let Some(at) = at {
+        report.warn(&format!(
+            "{name}: the image is truncated at byte {at}: the volume's bytes after it cannot be read"
+        ));
+    }
+}

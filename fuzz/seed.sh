@@ -8,7 +8,8 @@
 #    plus e2fsprogs' test images of 2 MiB at most from ../shared/corpus
 #    where the machine has them;
 #  - corpus/disk_table: 2 MiB disks with tables by sfdisk and sgdisk;
-#  - corpus/mapfile: mapfiles as GNU ddrescue and fsimg write them.
+#  - corpus/mapfile: mapfiles as GNU ddrescue and fsimg write them;
+#  - corpus/random_access: the image, ntfsclone and partclone seeds.
 # Needs zstd. Safe to run again: it overwrites its own files.
 set -eu
 fuzz=$(cd "$(dirname "$0")" && pwd)
@@ -141,7 +142,11 @@ text = ("# Mapfile. Created by GNU ddrescue version 1.27\n"
         "0x00100800  0x008FF800  ?\n")
 open(sys.argv[1] + "/ddrescue", "wb").write(struct.pack("<Q", size) + text.encode())
 PY
-for d in volume ext_volume fat_volume ntfs_volume disk_table mapfile; do
+# Random access: the image reader's and the foreign readers' seeds.
+mkdir -p "$fuzz/corpus/random_access"
+cp "$images"/* "$fuzz/corpus/ntfsclone_reader"/* "$fuzz/corpus/partclone_reader"/* \
+    "$fuzz/corpus/random_access/" 2>/dev/null || true
+for d in volume ext_volume fat_volume ntfs_volume disk_table mapfile random_access; do
     echo "$d: $(ls "$fuzz/corpus/$d" | wc -l) seeds"
 done
 echo "ntfsclone_reader: $(ls "$ntfsclone" | wc -l) seeds in $ntfsclone"

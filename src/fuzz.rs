@@ -214,3 +214,46 @@ pub fn mapfile(data: &[u8]) {
     let again = Mapfile::parse(&m.to_text(false), size, path).expect("its own text parses");
     assert_eq!(again, m, "its own text parses to the same map");
 }
+
+/// Any bytes as a file opened for random access by [`crate::access::open`]
+/// (an fsimg, ntfsclone or partclone image, whichever its first bytes
+/// say; anything else is a raw volume), held in a memory file: the first
+/// 4 MiB of the volume read in 64 KiB pieces, and a few ranges picked by
+/// the input's last bytes. A read either fails or gives exactly the bytes
+/// asked for; a read past the end always fails.
+pub fn random_access(data: &[u8]) {
+    use std::io::Write;
+    let Ok(fd) = rustix::fs::memfd_create("fsimg-fuzz", rustix::fs::MemfdFlags::CLOEXEC) else {
+        return;
+    };
+    let mut file = std::fs::File::from(fd);
+    if file.write_all(data).is_err() {
+        return;
+    }
+    let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&file));
+    let Ok(src) = crate::access::open(Path::new(&path), None, &Silent) else {
+        return;
+    };
+    let size = src.size();
+    let mut buf = vec![0u8; 64 << 10];
+    let mut at = 0;
+    while at < size.min(4 << 20) {
+        let len = (size - at).min(buf.len() as u64) as usize;
+        let _ = src.read_exact_at(&mut buf[..len], at);
+        at += len as u64;
+    }
+    let pick = data
+        .iter()
+        .rev()
+        .take(16)
+        .fold(0u64, |a, &b| a.rotate_left(8) ^ u64::from(b));
+    for k in 0..4u64 {
+        let off = pick.rotate_left(16 * k as u32) % size.saturating_add(1);
+        let len = ((pick >> (8 * k)) & 0xffff) as usize % (buf.len() + 1);
+        let r = src.read_exact_at(&mut buf[..len], off);
+        if off.saturating_add(len as u64) > size {
+            assert!(r.is_err(), "a read past the end fails");
+        }
+    }
+    drop(file);
+}

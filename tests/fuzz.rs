@@ -360,3 +360,21 @@ fn mapfiles() {
     }
     exercise("mapfile", &seeds, 5000, 1 << 10, fsimg::fuzz::mapfile);
 }
+
+#[test]
+fn random_access_to_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seeds = image_seeds(dir.path());
+    seeds.push(decompressed("foreign/ntfs-metadata.ntfsclone.zst"));
+    seeds.push(decompressed("foreign/fat16.ptcl.zst"));
+    seeds.push(decompressed("foreign/ext4-0001.ptcl.zst"));
+    // The records' and bitmaps' headers: the first 64 KiB, and the
+    // trailer at the end (mutations reach it through copies and cuts).
+    exercise(
+        "random_access",
+        &seeds,
+        1500,
+        64 << 10,
+        fsimg::fuzz::random_access,
+    );
+}

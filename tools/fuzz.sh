@@ -40,6 +40,7 @@ max_len() {
     case $1 in
         volume|ext_volume|fat_volume|ntfs_volume) echo 2097152 ;;
         disk_table) echo 2097153 ;;
+        random_access) echo 1048576 ;;
         *) echo 65536 ;;
     esac
 }

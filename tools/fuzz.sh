@@ -5,7 +5,8 @@
 # A crash fails the run; libFuzzer's output, with the input in base64, is
 # printed, and the input stays under fuzz/artifacts/TARGET/.
 #
-# Usage: tools/fuzz.sh [--seconds N] [--jobs N] [TARGET...]
+# Usage: tools/fuzz.sh [--seconds N] [--jobs N] [--logs DIR] [TARGET...]
+#   --logs DIR: keep each target's libFuzzer output as DIR/TARGET.log
 #
 # Needs cargo-fuzz (`cargo install cargo-fuzz`) and a nightly compiler; a
 # machine with only a stable toolchain (this project's machines cannot fetch
@@ -14,12 +15,13 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-seconds=30 jobs=1 targets=()
+seconds=30 jobs=1 keep="" targets=()
 while [ $# -gt 0 ]; do
     case $1 in
         --seconds) seconds=$2; shift 2 ;;
         --jobs) jobs=$2; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        --logs) keep=$2; shift 2 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         -*) echo "fuzz.sh: unknown option $1" >&2; exit 2 ;;
         *) targets+=("$1"); shift ;;
     esac
@@ -48,8 +50,13 @@ max_len() {
 sh fuzz/seed.sh >/dev/null
 "${fuzz[@]}" build
 bins=fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release
-logs=$(mktemp -d)
-trap 'rm -rf "$logs"' EXIT
+if [ -n "$keep" ]; then
+    mkdir -p "$keep"
+    logs=$keep
+else
+    logs=$(mktemp -d)
+    trap 'rm -rf "$logs"' EXIT
+fi
 
 run() {
     local t=$1 extra=()

@@ -590,6 +590,34 @@ DISK_FS = {
 }
 
 
+def limit_tools(src, ranges, W, what, copy_what):
+    """The read, copy and write limits of `src` (a volume or a disk): its
+    used ranges (`ranges`, described by `what`) read alone, read and
+    written to a new file (`copy_what`), and only written."""
+    readused = os.path.join(HERE, "bench-readused.py")
+
+    def fresh(path):
+        return lambda: rm(path)
+
+    return [
+        Tool("pread used ranges", Cmd(["python3", readused, "read", src, ranges]),
+             inner=r" in ([\d.]+) s \(",
+             note=f"{what}, 4 MiB preads; read loop time, without interpreter start-up"),
+        Tool("pread+pwrite used ranges to a file",
+             Cmd(["python3", readused, "copy", src, ranges, W("copy.limit")]),
+             inner=r" in ([\d.]+) s \(",
+             setup=fresh(W("copy.limit")), output=W("copy.limit"), size="alloc",
+             note="the same reads, each pwritten to a new file in /dev/shm, on one thread: "
+                  f"{copy_what}; open to close, without interpreter start-up"),
+        Tool("pwrite used ranges to a file",
+             Cmd(["python3", readused, "write", src, ranges, W("write.limit")]),
+             inner=r" in ([\d.]+) s \(",
+             setup=fresh(W("write.limit")), output=W("write.limit"), size="alloc",
+             note="only the pwrites of the copy, from a buffer filled once: what filling the "
+                  "new pages costs by itself, the floor for any sparse clone"),
+    ]
+
+
 def disk_layout(disk, text):
     """What `fsimg info DISK` (its output: text) and `sfdisk -J DISK` say:
     {"label", "id", "sector", "size", "gap", "used", "parts": [{"n", "start",
@@ -912,25 +940,11 @@ def disk_main(a, text):
     scenarios.append(Scenario("limit", "read limit", [
         Tool("fsimg -s", Cmd([fsimg, "-q", "-s", "-o", "-", disk]),
              note="same as row 1, for the ratio"),
-        Tool("pread used ranges", Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "read",
-                                       disk, ranges]), inner=r" in ([\d.]+) s \(",
-             note=f"{nranges} used ranges, {range_bytes / MiB:.1f} MiB (the data extents of "
-                  "fsimg's sparse clone of the disk: sector 0, the boot gap and the used "
-                  "blocks of each partition, at their offsets in the disk), 4 MiB preads; "
-                  "read loop time, without interpreter start-up"),
-        Tool("pread+pwrite used ranges to a file",
-             Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "copy", disk, ranges,
-                  W("copy.limit")]), inner=r" in ([\d.]+) s \(",
-             setup=fresh(W("copy.limit")), output=W("copy.limit"), size="alloc",
-             note="the same reads, each pwritten to a new file in /dev/shm, on one thread: "
-                  "a plain copy of the used ranges; open to close, without interpreter "
-                  "start-up"),
-        Tool("pwrite used ranges to a file",
-             Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "write", disk, ranges,
-                  W("write.limit")]), inner=r" in ([\d.]+) s \(",
-             setup=fresh(W("write.limit")), output=W("write.limit"), size="alloc",
-             note="only the pwrites of the copy, from a buffer filled once: what filling the "
-                  "new pages costs by itself, the floor for any sparse clone"),
+        *limit_tools(disk, ranges, W,
+                     f"{nranges} used ranges, {range_bytes / MiB:.1f} MiB (the data extents of "
+                     "fsimg's sparse clone of the disk: sector 0, the boot gap and the used "
+                     "blocks of each partition, at their offsets in the disk)",
+                     "a plain copy of the used ranges"),
     ]))
 
     only = set(filter(None, a.only.split(",")))
@@ -1210,23 +1224,10 @@ def main():
         Tool("fsimg -s", Cmd([fsimg, "-q", "-s", "-o", "-", vol]), note="same as row 1, for the ratio"),
         Tool("dd whole volume, scaled", Cmd(["dd", f"if={vol}", "of=/dev/null", "bs=4M", "status=none"]),
              scale=frac, note=f"dd bs=4M time x used fraction {frac:.3f}"),
-        Tool("pread used ranges", Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "read",
-                                       vol, ranges]), inner=r" in ([\d.]+) s \(",
-             note=f"{nranges} used ranges (the data extents of fsimg's sparse clone), 4 MiB "
-                  "preads; read loop time, without interpreter start-up"),
-        Tool("pread+pwrite used ranges to a file",
-             Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "copy", vol, ranges,
-                  W("copy.limit")]), inner=r" in ([\d.]+) s \(",
-             setup=fresh(W("copy.limit")), output=W("copy.limit"), size="alloc",
-             note="the same reads, each pwritten to a new file in /dev/shm, on one thread: "
-                  "a plain copy of the used ranges (a copy that overlaps reads and writes on "
-                  "two threads can beat it); open to close, without interpreter start-up"),
-        Tool("pwrite used ranges to a file",
-             Cmd(["python3", os.path.join(HERE, "bench-readused.py"), "write", vol, ranges,
-                  W("write.limit")]), inner=r" in ([\d.]+) s \(",
-             setup=fresh(W("write.limit")), output=W("write.limit"), size="alloc",
-             note="only the pwrites of the copy, from a buffer filled once: what filling the "
-                  "new pages costs by itself, the floor for any sparse clone"),
+        *limit_tools(vol, ranges, W,
+                     f"{nranges} used ranges (the data extents of fsimg's sparse clone)",
+                     "a plain copy of the used ranges (a copy that overlaps reads and writes on "
+                     "two threads can beat it)"),
     ]))
 
     only = set(filter(None, a.only.split(",")))

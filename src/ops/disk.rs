@@ -389,6 +389,24 @@ fn fs_names(infos: &[PartInfo]) -> impl Fn(u32) -> &'static str + '_ {
     }
 }
 
+/// Plans the writing of the opened disk `d` onto `output` (see
+/// [`retarget`]), with what each partition holds, for [`after_write`].
+fn retarget_disk(
+    d: &OpenedDisk,
+    output: &Output,
+    dopts: DiskOptions,
+) -> Result<(Retarget, Vec<PartInfo>)> {
+    let names = content_names(d);
+    let r = retarget(
+        &d.disk.table,
+        &d.disk.pieces,
+        &fs_names(&names),
+        output,
+        dopts,
+    )?;
+    Ok((r, names))
+}
+
 fn content_names(d: &OpenedDisk) -> Vec<PartInfo> {
     d.disk
         .parts
@@ -423,14 +441,7 @@ pub fn clone(
     dopts: DiskOptions,
     report: &dyn Report,
 ) -> Result<Summary> {
-    let names = content_names(&d);
-    let r = retarget(
-        &d.disk.table,
-        &d.disk.pieces,
-        &fs_names(&names),
-        output,
-        dopts,
-    )?;
+    let (r, names) = retarget_disk(&d, output, dopts)?;
     let inner = volume_sink(output, r.target_size, Some(&d.file))?;
     let mut sink = DiskSink::new(inner, r.clone(), *output != Output::Stdout);
     let p = prepare(&mut d, checks, what, report)?;
@@ -464,14 +475,7 @@ pub fn rescue_clone(
         ignore_fs_check: false,
         rescue: true,
     };
-    let names = content_names(&d);
-    let r = retarget(
-        &d.disk.table,
-        &d.disk.pieces,
-        &fs_names(&names),
-        output,
-        dopts,
-    )?;
+    let (r, names) = retarget_disk(&d, output, dopts)?;
     let (path, mode) = output.file().ok_or_else(|| {
         Error::Usage("--mapfile and --retries need a file or device to write to (-o or -O)".into())
     })?;

@@ -128,6 +128,10 @@ pub enum Error {
     #[error(transparent)]
     Disk(#[from] DiskError),
 
+    /// A file inside a volume cannot be found or read.
+    #[error(transparent)]
+    Files(#[from] crate::files::FileError),
+
     /// The partition table of a named disk is corrupt.
     #[error("{name}: partition table: {source}")]
     Table {

@@ -27,6 +27,7 @@ pub mod copier;
 pub mod disk;
 pub mod error;
 pub mod extent;
+pub mod files;
 pub mod foreign;
 pub mod fs;
 pub mod fuzz;

@@ -31,11 +31,11 @@ use crate::fs::{Filesystem, Scrub};
 use crate::source::Source;
 
 /// `eh_magic` of an extent-tree node.
-const EXTENT_MAGIC: u16 = 0xF30A;
+pub(crate) const EXTENT_MAGIC: u16 = 0xF30A;
 /// Deepest extent tree the kernel accepts (`EXT4_MAX_EXTENT_DEPTH`).
-const MAX_EXTENT_DEPTH: u16 = 5;
+pub(crate) const MAX_EXTENT_DEPTH: u16 = 5;
 /// `ee_len` above this marks an uninitialized extent of `ee_len - 32768`.
-const INIT_MAX_LEN: u16 = 32768;
+pub(crate) const INIT_MAX_LEN: u16 = 32768;
 /// The bad blocks inode: its data blocks are the bad blocks themselves.
 const BAD_INO: u32 = 1;
 /// The journal superblock's `h_magic` (big-endian, like all of jbd2).
@@ -450,30 +450,9 @@ impl Walker<'_> {
         all: bool,
         expect_depth: Option<u16>,
     ) -> Result<()> {
-        let magic = u16le(node, 0);
         let entries = u16le(node, 2);
-        let max = u16le(node, 4);
         let depth = u16le(node, 6);
-        let fits = (node.len() - 12) / 12;
-        let problem = if magic != EXTENT_MAGIC {
-            Some(format!("bad magic 0x{magic:04x} (expected 0xf30a)"))
-        } else if usize::from(max) > fits {
-            Some(format!(
-                "eh_max {max} is more than the {fits} entries that fit"
-            ))
-        } else if entries > max {
-            Some(format!("eh_entries {entries} is more than eh_max {max}"))
-        } else if depth > MAX_EXTENT_DEPTH {
-            Some(format!("depth {depth} is more than {MAX_EXTENT_DEPTH}"))
-        } else if expect_depth.is_some_and(|d| d != depth) {
-            Some(format!(
-                "depth {depth} where its index entry expects {}",
-                expect_depth.unwrap_or(0)
-            ))
-        } else {
-            None
-        };
-        if let Some(problem) = problem {
+        if let Some(problem) = extent_header_problem(node, expect_depth) {
             self.problem(ExtError::ExtentNode {
                 inode: ino,
                 offset: at,
@@ -581,6 +560,37 @@ impl Walker<'_> {
             self.keep_data(ino, s, n, None);
         }
         Ok(())
+    }
+}
+
+/// What is wrong with the header of extent-tree node `node` (the 60 bytes
+/// of `i_block`, or a whole block), if anything: its magic, `eh_max`
+/// against the entries that fit, `eh_entries` against `eh_max`, its depth
+/// against [`MAX_EXTENT_DEPTH`] and against `expect_depth`, the depth its
+/// parent's index entry implies. `node` holds at least 12 bytes.
+pub(crate) fn extent_header_problem(node: &[u8], expect_depth: Option<u16>) -> Option<String> {
+    let magic = u16le(node, 0);
+    let entries = u16le(node, 2);
+    let max = u16le(node, 4);
+    let depth = u16le(node, 6);
+    let fits = (node.len() - 12) / 12;
+    if magic != EXTENT_MAGIC {
+        Some(format!("bad magic 0x{magic:04x} (expected 0xf30a)"))
+    } else if usize::from(max) > fits {
+        Some(format!(
+            "eh_max {max} is more than the {fits} entries that fit"
+        ))
+    } else if entries > max {
+        Some(format!("eh_entries {entries} is more than eh_max {max}"))
+    } else if depth > MAX_EXTENT_DEPTH {
+        Some(format!("depth {depth} is more than {MAX_EXTENT_DEPTH}"))
+    } else if expect_depth.is_some_and(|d| d != depth) {
+        Some(format!(
+            "depth {depth} where its index entry expects {}",
+            expect_depth.unwrap_or(0)
+        ))
+    } else {
+        None
     }
 }
 

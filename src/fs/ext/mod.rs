@@ -17,7 +17,7 @@ mod error;
 pub mod group_desc;
 pub mod inode;
 mod layout;
-mod metadata;
+pub(crate) mod metadata;
 mod mmp;
 pub mod superblock;
 
@@ -117,6 +117,12 @@ impl Ext {
     /// The superblock.
     pub fn superblock(&self) -> &Superblock {
         &self.sb
+    }
+
+    /// The group descriptors, one per group, as read and checked by
+    /// [`Ext::open`] (the file reader finds inode tables through them).
+    pub(crate) fn descriptors(&self) -> &[GroupDesc] {
+        &self.descs
     }
 
     /// Marks what a BLOCK_UNINIT group uses (e2fsprogs'

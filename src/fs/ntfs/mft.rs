@@ -46,11 +46,22 @@ impl Extents {
     /// from there are contiguous on the volume.
     pub fn locate(&self, pos: u64) -> Option<(u64, u64)> {
         let vcn = pos / self.cluster_size;
-        let i = self.runs.partition_point(|r| r.vcn + r.len <= vcn);
+        // Checked: the runs come from a record on the volume, and a
+        // hostile one may put them anywhere in 64 bits.
+        let i = self
+            .runs
+            .partition_point(|r| r.vcn.saturating_add(r.len) <= vcn);
         let r = self.runs.get(i).filter(|r| r.vcn <= vcn)?;
         let lcn = r.lcn?;
-        let at = (lcn + (vcn - r.vcn)) * self.cluster_size + pos % self.cluster_size;
-        let left = (r.vcn + r.len) * self.cluster_size - pos;
+        let at = lcn
+            .checked_add(vcn - r.vcn)?
+            .checked_mul(self.cluster_size)?
+            .checked_add(pos % self.cluster_size)?;
+        let left = r
+            .vcn
+            .checked_add(r.len)?
+            .checked_mul(self.cluster_size)?
+            .checked_sub(pos)?;
         Some((at, left))
     }
 
@@ -226,8 +237,12 @@ impl Mft {
             }
         }
         let records = initialized / u64::from(rs);
-        let mapped: u64 = extents.runs().iter().map(|r| r.len).sum::<u64>() * cs;
-        if records == 0 || mapped < records * u64::from(rs) {
+        let mapped = extents
+            .runs()
+            .iter()
+            .fold(0u64, |a, r| a.saturating_add(r.len))
+            .saturating_mul(cs);
+        if records == 0 || mapped < records.saturating_mul(u64::from(rs)) {
             return Err(bad(
                 primary,
                 format!("$MFT holds {initialized} initialized bytes but its runs map {mapped}"),

@@ -235,6 +235,70 @@ enum Command {
         /// The image (`-` for standard input).
         path: PathBuf,
     },
+    /// List directories inside a volume or image, like `ls -ln` (times in
+    /// UTC): type and mode, links, owner, group, size, mtime, name.
+    ///
+    /// No restore, no mount, no root: the image is read where the files
+    /// are (fsimg images through their index; ntfsclone and partclone
+    /// images; raw volumes, sparse clones, devices and disk images).
+    Ls {
+        /// Recurse into subdirectories.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        #[command(flatten)]
+        volume: VolumeArgs,
+        /// Paths inside the volume (default: the root). NTFS streams are
+        /// listed after their file as `NAME:STREAM`.
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+    },
+    /// Write files inside a volume or image to standard output.
+    ///
+    /// Symlinks are followed inside the volume; `PATH:STREAM` reads an NTFS
+    /// named stream. Only the parts of the image that hold the file are
+    /// read.
+    Cat {
+        /// Say on standard error how many image records were read.
+        #[arg(long)]
+        stats: bool,
+        #[command(flatten)]
+        volume: VolumeArgs,
+        /// Files inside the volume.
+        #[arg(value_name = "PATH", required = true)]
+        paths: Vec<String>,
+    },
+    /// Copy files and directories out of a volume or image into a
+    /// directory, with their times and modes (owners too as root), hard
+    /// links, symlinks and holes.
+    ///
+    /// `PATH` is extracted as DIR/NAME with all below it; `/` puts the
+    /// whole volume into DIR. Nothing is written outside DIR. A file that
+    /// cannot be read is named and skipped; the exit status is then 1.
+    Extract {
+        /// The directory to extract into (created if missing).
+        #[arg(
+            short = 'C',
+            long = "directory",
+            value_name = "DIR",
+            default_value = "."
+        )]
+        directory: PathBuf,
+        /// Replace existing files and symlinks (never directories).
+        #[arg(long)]
+        overwrite: bool,
+        /// As root, leave extracted files owned by root instead of their
+        /// owners in the volume.
+        #[arg(long)]
+        no_owners: bool,
+        /// No summary.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        #[command(flatten)]
+        volume: VolumeArgs,
+        /// Paths inside the volume (default: `/`, everything).
+        #[arg(value_name = "PATH")]
+        paths: Vec<String>,
+    },
     /// Print the manual page, fsimg.1 (roff), to standard output.
     ///
     /// `fsimg man | man -l -` shows it; `fsimg man > fsimg.1` saves it.
@@ -250,6 +314,22 @@ enum Command {
         #[arg(value_enum)]
         shell: docs::Shell,
     },
+}
+
+/// Where the files are: an image or volume, and which partition.
+#[derive(clap::Args, Debug)]
+struct VolumeArgs {
+    /// Filesystem of the volume (ext, fat or ntfs).
+    #[arg(long, value_enum, default_value_t = FsTypeArg::Auto)]
+    fs_type: FsTypeArg,
+    /// Partition N of a disk image or disk.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    partition: Option<u32>,
+    /// An fsimg, ntfsclone or partclone image, a volume, a sparse clone, a
+    /// block device, or (with --partition) a disk or disk image. It must be
+    /// seekable: not a pipe.
+    #[arg(value_name = "IMAGE")]
+    image: PathBuf,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -392,6 +472,82 @@ fn run(cli: Cli) -> Result<u8, Error> {
                         println!("  not checked: {u}");
                     }
                 }
+            }
+            return Ok(0);
+        }
+        Some(Command::Ls {
+            recursive,
+            volume,
+            paths,
+        }) => {
+            let (tree, _) = open_files(&volume, &report)?;
+            let paths = if paths.is_empty() {
+                vec!["/".to_string()]
+            } else {
+                paths
+            };
+            let opts = ops::ls::LsOptions { recursive };
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let failures = ops::ls::ls(&*tree, &paths, opts, &mut out, &report);
+            let flushed = out.flush();
+            let failures = quiet_pipe(failures)?;
+            quiet_pipe(flushed.map_err(|e| Error::io("cannot write", "standard output", e)))?;
+            return Ok(u8::from(failures.unwrap_or(0) > 0));
+        }
+        Some(Command::Cat {
+            stats,
+            volume,
+            paths,
+        }) => {
+            let (tree, vol) = open_files(&volume, &report)?;
+            if vol.metadata_only {
+                report.warn(METADATA_ONLY);
+            }
+            let mut out = std::io::stdout().lock();
+            quiet_pipe(ops::cat::cat(&*tree, &paths, &mut out))?;
+            if stats {
+                eprintln!("fsimg: {}", records_read(&vol));
+            }
+            return Ok(0);
+        }
+        Some(Command::Extract {
+            directory,
+            overwrite,
+            no_owners,
+            quiet,
+            volume,
+            paths,
+        }) => {
+            let (tree, vol) = open_files(&volume, &report)?;
+            if vol.metadata_only {
+                report.warn(METADATA_ONLY);
+            }
+            let paths = if paths.is_empty() {
+                vec!["/".to_string()]
+            } else {
+                paths
+            };
+            let opts = ops::extract::ExtractOptions {
+                overwrite,
+                owners: !no_owners && ops::extract::is_root(),
+            };
+            let s = ops::extract::extract(&*tree, &paths, &directory, opts, &report)?;
+            if !quiet && !cli.quiet {
+                eprintln!(
+                    "fsimg: extracted {} files, {} directories, {} symlinks, {} hard links, {} special files: {} bytes into {} ({})",
+                    s.files,
+                    s.dirs,
+                    s.symlinks,
+                    s.hard_links,
+                    s.special,
+                    s.bytes,
+                    directory.display(),
+                    records_read(&vol)
+                );
+            }
+            if s.failures > 0 {
+                eprintln!("fsimg: {} entries could not be extracted", s.failures);
+                return Ok(1);
             }
             return Ok(0);
         }
@@ -597,6 +753,47 @@ fn left_behind(cli: &Cli) -> String {
             ),
         },
         _ => String::new(),
+    }
+}
+
+/// The warning for a metadata-only image read by `cat` or `extract`.
+const METADATA_ONLY: &str =
+    "this is a metadata-only image (-m): file contents were not saved and read as zeros";
+
+/// Opens the files of the volume `v` names.
+fn open_files(
+    v: &VolumeArgs,
+    report: &dyn Report,
+) -> Result<(Box<dyn fsimg::files::Tree>, fsimg::access::Volume), Error> {
+    let vol = fsimg::access::open_volume(&v.image, v.partition, report)?;
+    let tree = fsimg::files::open(vol.source.clone(), v.fs_type.into())?;
+    for w in tree.warnings() {
+        report.warn(&w);
+    }
+    Ok((tree, vol))
+}
+
+/// "N image records read", or what else was read.
+fn records_read(vol: &fsimg::access::Volume) -> String {
+    match &vol.image {
+        Some(img) => format!(
+            "{} of the image's {} records read",
+            img.records_decoded(),
+            img.records()
+        ),
+        None => "read in place".to_string(),
+    }
+}
+
+/// A closed standard output (`| head`) ends the run quietly, as it does
+/// `ls` and `cat`: `Ok(None)`.
+fn quiet_pipe<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(None)
+        }
+        Err(e) => Err(e),
     }
 }
 

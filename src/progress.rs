@@ -436,6 +436,21 @@ impl Report for Stderr {
         let _ = err.flush();
     }
 
+    fn error(&self, msg: &str) {
+        let mut d = self.drawn.lock().ok();
+        let mut err = std::io::stderr().lock();
+        if self.style == Style::Json {
+            let line = serde_json::json!({ "error": msg }).to_string();
+            let _ = writeln!(err, "{line}");
+        } else {
+            if let Some(d) = d.as_mut() {
+                clear_bar(d);
+            }
+            let _ = writeln!(err, "fsimg: {msg}");
+        }
+        let _ = err.flush();
+    }
+
     fn bad(&self, bytes: u64) {
         self.bad.store(bytes, Ordering::Relaxed);
     }

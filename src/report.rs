@@ -10,6 +10,11 @@ pub trait Report: Sync {
     fn stages(&self, _stages: Vec<(u64, String)>) {}
     /// Something the user should know; the operation goes on.
     fn warn(&self, _msg: &str) {}
+    /// Something failed, and the operation goes on with the rest (a file
+    /// that cannot be extracted); the run ends with a failure status.
+    fn error(&self, msg: &str) {
+        self.warn(msg);
+    }
     /// `bytes` of the volume have been found unreadable so far (rescue).
     fn bad(&self, _bytes: u64) {}
     /// Whether the user asked to stop (Ctrl-C); checked between chunks so

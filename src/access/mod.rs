@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::foreign::{self, DETECT_LEN, Format};
+use crate::image::header::FLAG_METADATA;
 use crate::ops::disk::{block_table, find_partition, partition_view};
 use crate::report::Report;
 use crate::source::{FileSource, Source, SourceView};
@@ -30,6 +31,27 @@ pub use image::ImageSource;
 /// warnings (an image without its trailer). A pipe, a FIFO or standard
 /// input (`-`) is refused: random access needs a seekable file.
 pub fn open(path: &Path, partition: Option<u32>, report: &dyn Report) -> Result<Arc<dyn Source>> {
+    Ok(open_volume(path, partition, report)?.source)
+}
+
+/// A volume opened for random access, with what its image says about it.
+pub struct Volume {
+    /// The volume's bytes.
+    pub source: Arc<dyn Source>,
+    /// The image holds metadata only (`-m`): file contents read as zeros.
+    pub metadata_only: bool,
+    /// The fsimg image underneath, for its counters (records decoded).
+    pub image: Option<Arc<ImageSource>>,
+}
+
+/// [`open`], also saying whether the image holds metadata only and
+/// giving the fsimg image underneath.
+pub fn open_volume(path: &Path, partition: Option<u32>, report: &dyn Report) -> Result<Volume> {
+    let plain = |source: Arc<dyn Source>| Volume {
+        source,
+        metadata_only: false,
+        image: None,
+    };
     if path.as_os_str() == "-" {
         return Err(image::not_seekable("standard input"));
     }
@@ -58,26 +80,34 @@ pub fn open(path: &Path, partition: Option<u32>, report: &dyn Report) -> Result<
             source: e,
         })?;
     let one_volume = |src: Arc<dyn Source>| match partition {
-        None => Ok(src),
+        None => Ok(plain(src)),
         Some(_) => Err(Error::Usage(format!(
             "--partition needs an image of a whole disk; {name} holds one volume"
         ))),
     };
     match foreign::detect(&prefix) {
         Some(Format::Fsimg) => {
-            let src = Arc::new(ImageSource::open(file, &name, report)?);
-            let (Some(n), Some(block)) = (partition, src.disk()) else {
-                return one_volume(src);
+            let img = Arc::new(ImageSource::open(file, &name, report)?);
+            let metadata_only = img.header().flags & FLAG_METADATA != 0;
+            let source: Arc<dyn Source> = match (partition, img.disk()) {
+                (Some(n), Some(block)) => {
+                    let table = block_table(block, &name)?;
+                    let p = find_partition(&table.partitions, n, &name)?;
+                    let (start, len) = (p.start, p.len);
+                    Arc::new(SourceView::new(
+                        img.clone(),
+                        start,
+                        len,
+                        format!("{name} partition {n}"),
+                    ))
+                }
+                _ => one_volume(img.clone())?.source,
             };
-            let table = block_table(block, &name)?;
-            let p = find_partition(&table.partitions, n, &name)?;
-            let (start, len) = (p.start, p.len);
-            Ok(Arc::new(SourceView::new(
-                src,
-                start,
-                len,
-                format!("{name} partition {n}"),
-            )))
+            Ok(Volume {
+                source,
+                metadata_only,
+                image: Some(img),
+            })
         }
         Some(Format::Ntfsclone) => {
             let src = ntfsclone::NtfscloneSource::open(file, &name)?;
@@ -95,8 +125,8 @@ pub fn open(path: &Path, partition: Option<u32>, report: &dyn Report) -> Result<
             let sector = src.is_block_device().then(|| src.sector_size());
             let src: Arc<dyn Source> = Arc::new(src);
             match partition {
-                None => Ok(src),
-                Some(n) => Ok(Arc::new(partition_view(&src, sector, n)?)),
+                None => Ok(plain(src)),
+                Some(n) => Ok(plain(Arc::new(partition_view(&src, sector, n)?))),
             }
         }
     }

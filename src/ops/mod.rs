@@ -28,8 +28,11 @@ use crate::safety;
 use crate::sink::{FileMode, FileSink, OutputFile, Sink, StdoutSink};
 use crate::source::{FileSource, Source};
 
+pub mod cat;
 pub mod disk;
+pub mod extract;
 pub mod info;
+pub mod ls;
 pub use disk::OpenedDisk;
 pub use info::{
     AllocationInfo, DiskInfo, DiskTable, Facts, ForeignInfo, ImageFlags, ImageInfo, Info, Lines,

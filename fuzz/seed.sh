@@ -7,6 +7,8 @@
 #    targets' limit), filled with a few files through debugfs and mtools;
 #    plus e2fsprogs' test images of 2 MiB at most from ../shared/corpus
 #    where the machine has them;
+#  - corpus/files_ext, files_fat, files_ntfs: the same volumes as the
+#    FS_volume targets;
 #  - corpus/disk_table: 2 MiB disks with tables by sfdisk and sgdisk;
 #  - corpus/mapfile: mapfiles as GNU ddrescue and fsimg write them;
 #  - corpus/random_access: the image, ntfsclone and partclone seeds.
@@ -87,9 +89,11 @@ echo "image_reader:   $(ls "$images" | wc -l) seeds in $images"
 for d in volume ext_volume fat_volume ntfs_volume disk_table mapfile; do
     mkdir -p "$fuzz/corpus/$d"
 done
-seed_vol() { # TARGET NAME FILE
+seed_vol() { # TARGET NAME FILE (each volume also seeds files_FS)
     cp "$3" "$fuzz/corpus/$1/$2"
     cp "$3" "$fuzz/corpus/volume/$2"
+    mkdir -p "$fuzz/corpus/files_${1%_volume}"
+    cp "$3" "$fuzz/corpus/files_${1%_volume}/$2"
 }
 printf 'hello\n' >"$tmp/hello.txt"
 for b in 1024 2048; do
@@ -115,6 +119,7 @@ if [ -d "$root/../shared/corpus/e2fsprogs" ]; then
         gunzip -c "$g" >"$tmp/c.img" 2>/dev/null || continue
         if [ "$(wc -c <"$tmp/c.img")" -le 2097152 ]; then
             cp "$tmp/c.img" "$fuzz/corpus/ext_volume/e2fsprogs-$(basename "$g" .img.gz)"
+            cp "$tmp/c.img" "$fuzz/corpus/files_ext/e2fsprogs-$(basename "$g" .img.gz)"
         fi
     done
 fi

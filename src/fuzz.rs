@@ -257,3 +257,101 @@ pub fn random_access(data: &[u8]) {
     }
     drop(file);
 }
+
+/// Entries a files walk visits at most, and bytes it reads of each file:
+/// enough to reach every structure of a 2 MiB volume.
+const FILES_MAX_ENTRIES: usize = 20_000;
+const FILES_MAX_READ: u64 = 4 << 20;
+
+/// Any bytes as a volume of `choice` read file by file, as `fsimg ls -R`,
+/// `cat` and `extract` read it: every directory listed (a directory met
+/// again below itself is not entered twice), every symlink read, every
+/// file and named stream read to its end (or [`FILES_MAX_READ`]) in
+/// uneven pieces, its data ranges asked for. An entry listed (not a
+/// [`crate::files::BadEntry`]) has a good name. An accepted file's reads
+/// never return more than asked nor go past its size; its data ranges
+/// ascend, do not overlap and stay inside it; every name passes
+/// `check_name`.
+pub fn files(data: &[u8], choice: FsChoice) {
+    use crate::files::{self, Kind, error::check_name};
+    let src: Arc<dyn Source> = Arc::new(MemSource::new(data.to_vec(), "fuzz"));
+    let Ok(tree) = files::open(src, choice) else {
+        return;
+    };
+    let _ = tree.fs_name();
+    let _ = tree.warnings();
+    let Ok(root) = tree.root() else {
+        return;
+    };
+    let mut todo = vec![(root, "/".to_string(), vec![])];
+    let mut visited = 0usize;
+    let mut buf = vec![0u8; 70_000];
+    while let Some((dir, path, ancestors)) = todo.pop() {
+        let Ok(entries) = tree.read_dir(&dir, &path) else {
+            continue;
+        };
+        for slot in entries {
+            visited += 1;
+            if visited > FILES_MAX_ENTRIES {
+                return;
+            }
+            let Ok(e) = slot else {
+                continue;
+            };
+            assert!(check_name(&path, &e.name).is_ok(), "names are checked");
+            let p = crate::files::walk::join(&path, &e.name);
+            match e.meta.kind {
+                Kind::Dir
+                    if e.meta.id != dir.id
+                        && !ancestors.contains(&e.meta.id)
+                        && ancestors.len() < 64 =>
+                {
+                    let mut a: Vec<u64> = ancestors.clone();
+                    a.push(dir.id);
+                    todo.push((e.meta, p, a));
+                }
+                Kind::Symlink => {
+                    let _ = tree.read_link(&e.meta, &p);
+                }
+                Kind::File => {
+                    if let Ok(mut r) = tree.open(&e.meta, &p) {
+                        read_all(&mut *r, e.meta.size, &mut buf);
+                    }
+                    for s in tree.streams(&e.meta, &p).unwrap_or_default() {
+                        if let Ok(mut r) = tree.open_stream(&e.meta, &p, &s.name) {
+                            read_all(&mut *r, s.size, &mut buf);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Reads a file of `size` bytes through in uneven pieces, checking what
+/// its reader promises.
+fn read_all(r: &mut dyn crate::files::FileRead, size: u64, buf: &mut [u8]) {
+    if let Ok(Some(ranges)) = r.data_ranges() {
+        let mut end = 0;
+        for (s, e) in ranges {
+            assert!(s >= end && s < e, "data ranges ascend and are not empty");
+            assert!(e <= size, "data ranges stay inside the file");
+            end = e;
+        }
+    }
+    let mut at = 0u64;
+    let mut piece = 1usize;
+    while at < size.min(FILES_MAX_READ) {
+        let want = piece.min(buf.len());
+        match r.read_at(at, &mut buf[..want]) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                assert!(n <= want, "a read returns at most what was asked");
+                at += n as u64;
+                assert!(at <= size, "reads stop at the file's size");
+            }
+        }
+        piece = piece * 7 % 65_521 + 4093;
+    }
+}

@@ -154,6 +154,33 @@ fn ntfs_volumes() {
 }
 
 #[test]
+fn ext_files() {
+    let seeds = vec![decompressed("foreign/ext4.vol.zst"), ext_image("ext2-1k")];
+    exercise("files_ext", &seeds, 800, 1 << 20, |d| {
+        fsimg::fuzz::files(d, FsChoice::Ext)
+    });
+}
+
+#[test]
+fn fat_files() {
+    let seeds = vec![
+        image("fat", "fat12-floppy"),
+        decompressed("foreign/fat16.vol.zst"),
+    ];
+    exercise("files_fat", &seeds, 800, 1 << 20, |d| {
+        fsimg::fuzz::files(d, FsChoice::Fat)
+    });
+}
+
+#[test]
+fn ntfs_files() {
+    let seeds = vec![decompressed("foreign/ntfs.vol.zst")];
+    exercise("files_ntfs", &seeds, 800, 1 << 20, |d| {
+        fsimg::fuzz::files(d, FsChoice::Ntfs)
+    });
+}
+
+#[test]
 fn any_volume() {
     // Recognition itself: each filesystem's signature mutated, and a
     // volume recognised as one filesystem when it looks like another.

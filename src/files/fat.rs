@@ -57,7 +57,7 @@
 //! hold at most 65,536 entries (2 MiB, the FAT limit Linux and Windows
 //! enforce when writing).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{DirEntry, FileError, FileRead, Kind, Meta, Time, Tree, dir_entry};
@@ -65,16 +65,13 @@ use crate::bytes::{u16le, u32le};
 use crate::error::Result;
 use crate::fs::fat::Fat;
 use crate::fs::fat::bpb::{Bpb, FatType};
+use crate::fs::fat::table::FatTable;
 use crate::source::Source;
 
 /// Size of a directory entry.
 const DIR_ENTRY: usize = 32;
 /// The most bytes a directory may hold (65,536 entries).
 const MAX_DIR_BYTES: u64 = 65_536 * DIR_ENTRY as u64;
-/// Bytes of FAT read at a time.
-const FAT_WINDOW: u64 = 64 * 1024;
-/// FAT windows cached before the cache is emptied (16 MiB).
-const MAX_WINDOWS: usize = 256;
 
 /// `DIR_Attr` bits.
 const ATTR_READ_ONLY: u8 = 0x01;
@@ -133,12 +130,7 @@ impl FatTree {
             Some(n) if n < bpb.num_fats => n,
             _ => 0,
         };
-        let table = FatTable {
-            at: bpb.fat_offset(copy),
-            len: u64::from(bpb.fat_size) * u64::from(bpb.bytes_per_sector),
-            ty: bpb.fat_type,
-            windows: HashMap::new(),
-        };
+        let table = FatTable::new(&bpb, copy);
         Ok(FatTree {
             src,
             bpb,
@@ -487,64 +479,6 @@ fn corrupt(path: &str, what: String, detail: impl Into<String>) -> crate::error:
     .into()
 }
 
-/// One FAT copy, read in windows on demand.
-struct FatTable {
-    /// Byte offset of the copy.
-    at: u64,
-    /// Its length in bytes.
-    len: u64,
-    ty: FatType,
-    windows: HashMap<u64, Vec<u8>>,
-}
-
-impl FatTable {
-    /// The entry of cluster `n` (the FAT32 top four bits dropped).
-    fn entry(&mut self, src: &dyn Source, n: u32) -> Result<u32> {
-        let n64 = u64::from(n);
-        let (off, width) = match self.ty {
-            FatType::Fat12 => (n64 + n64 / 2, 2),
-            FatType::Fat16 => (n64 * 2, 2),
-            FatType::Fat32 => (n64 * 4, 4),
-        };
-        let mut raw = [0u8; 4];
-        for (i, r) in raw.iter_mut().enumerate().take(width) {
-            *r = self.byte(src, off + i as u64)?;
-        }
-        Ok(match self.ty {
-            FatType::Fat12 => {
-                let v = u16le(&raw, 0);
-                u32::from(if n % 2 == 1 { v >> 4 } else { v & 0xFFF })
-            }
-            FatType::Fat16 => u32::from(u16le(&raw, 0)),
-            FatType::Fat32 => u32le(&raw, 0) & 0x0FFF_FFFF,
-        })
-    }
-
-    /// Byte `off` of the FAT (0 past its end, which the boot sector's
-    /// checks rule out for cluster entries).
-    fn byte(&mut self, src: &dyn Source, off: u64) -> Result<u8> {
-        if off >= self.len {
-            return Ok(0);
-        }
-        let w = off / FAT_WINDOW;
-        if !self.windows.contains_key(&w) {
-            if self.windows.len() >= MAX_WINDOWS {
-                self.windows.clear();
-            }
-            let start = w * FAT_WINDOW;
-            let len = FAT_WINDOW.min(self.len - start);
-            self.windows
-                .insert(w, src.read_vec(self.at + start, len as usize)?);
-        }
-        Ok(self
-            .windows
-            .get(&w)
-            .and_then(|v| v.get((off % FAT_WINDOW) as usize))
-            .copied()
-            .unwrap_or(0))
-    }
-}
-
 /// A cluster chain being followed, checked at every step.
 struct Chain {
     /// The first cluster (from the directory entry).
@@ -607,7 +541,7 @@ impl Chain {
             ));
         }
         self.push(c);
-        let v = tree.table().entry(&*tree.src, c)?;
+        let (v, _) = tree.table().entry(&*tree.src, c)?;
         let bad = tree.bpb.fat_type.bad_mark();
         // Bad-cluster and end-of-chain marks both end the chain; any other
         // value is checked when (if) the next cluster is needed.
@@ -888,7 +822,7 @@ fn fat_time(time: u16, date: u16) -> Time {
 mod tests {
     use super::super::error::check_name;
     use crate::files::ListAll;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use sha2::{Digest, Sha256};

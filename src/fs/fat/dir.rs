@@ -8,19 +8,16 @@
 //! whole cluster (no part of the filesystem). Nothing needs scrubbing:
 //! FAT keeps no file data in its metadata.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::Fat;
 use super::bpb::FatType;
+use super::table::FatTable;
 use crate::allocmap::AllocationMap;
-use crate::bytes::{u16le, u32le};
+use crate::bytes::u16le;
 use crate::error::Result;
 use crate::source::Source;
 
-/// Bytes of FAT read at a time while following chains.
-const FAT_WINDOW: u64 = 64 * 1024;
-/// Windows cached before the cache is emptied.
-const MAX_WINDOWS: usize = 256;
 /// Size of a directory entry.
 const DIR_ENTRY: usize = 32;
 /// `DIR_Attr` bits.
@@ -56,12 +53,7 @@ pub(super) fn walk(fat: &Fat, src: &dyn Source) -> Result<Walked> {
         fat,
         src,
         map,
-        table: FatTable {
-            at: b.fat_offset(copy),
-            len: u64::from(b.fat_size) * u64::from(b.bytes_per_sector),
-            ty: b.fat_type,
-            windows: HashMap::new(),
-        },
+        table: FatTable::new(b, copy),
         seen: HashSet::new(),
         problems: Vec::new(),
         problem_count: 0,
@@ -108,60 +100,6 @@ pub(super) fn walk(fat: &Fat, src: &dyn Source) -> Result<Walked> {
             ("directory clusters", w.seen.len().to_string()),
         ],
     })
-}
-
-/// One FAT copy, read in windows on demand.
-struct FatTable {
-    /// Byte offset of the copy.
-    at: u64,
-    /// Its length in bytes.
-    len: u64,
-    ty: FatType,
-    windows: HashMap<u64, Vec<u8>>,
-}
-
-impl FatTable {
-    /// Entry `n` and the byte offset it was read from.
-    fn entry(&mut self, src: &dyn Source, n: u32) -> Result<(u32, u64)> {
-        let n64 = u64::from(n);
-        let (off, width) = match self.ty {
-            FatType::Fat12 => (n64 + n64 / 2, 2),
-            FatType::Fat16 => (n64 * 2, 2),
-            FatType::Fat32 => (n64 * 4, 4),
-        };
-        let mut raw = [0u8; 4];
-        for (i, r) in raw.iter_mut().enumerate().take(width) {
-            *r = self.byte(src, off + i as u64)?;
-        }
-        let v = match self.ty {
-            FatType::Fat12 => {
-                let v = u16le(&raw, 0);
-                u32::from(if n % 2 == 1 { v >> 4 } else { v & 0xFFF })
-            }
-            FatType::Fat16 => u32::from(u16le(&raw, 0)),
-            FatType::Fat32 => u32le(&raw, 0) & 0x0FFF_FFFF,
-        };
-        Ok((v, self.at + off))
-    }
-
-    /// Byte `off` of the FAT (0 past its end, which the boot sector's
-    /// checks rule out for cluster entries).
-    fn byte(&mut self, src: &dyn Source, off: u64) -> Result<u8> {
-        if off >= self.len {
-            return Ok(0);
-        }
-        let w = off / FAT_WINDOW;
-        if !self.windows.contains_key(&w) {
-            if self.windows.len() >= MAX_WINDOWS {
-                self.windows.clear();
-            }
-            let start = w * FAT_WINDOW;
-            let len = FAT_WINDOW.min(self.len - start);
-            self.windows
-                .insert(w, src.read_vec(self.at + start, len as usize)?);
-        }
-        Ok(self.windows[&w][(off % FAT_WINDOW) as usize])
-    }
 }
 
 struct Walker<'a> {

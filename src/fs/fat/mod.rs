@@ -11,6 +11,7 @@
 
 pub mod bpb;
 mod dir;
+pub(crate) mod table;
 
 use std::fmt::Write as _;
 

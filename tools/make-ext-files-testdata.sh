@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Build testdata/ext/ext4-files.img.zst: the ext4 volume the file reader
+# Build testdata/ext-files/ext4-files.img.zst: the ext4 volume the file reader
 # (src/files/ext) is tested on, covering what the images of
 # tools/make-ext-testdata.sh lack.
 #
-# Usage: tools/make-ext-files-testdata.sh [OUTDIR]      (default: testdata/ext)
+# Usage: tools/make-ext-files-testdata.sh [OUTDIR]      (default: testdata/ext-files)
 #
 # Covered: inline_data (small files, a small directory and a symlink stored
 # in the inode), an fallocated (unwritten) extent, an extent tree of depth 1,
@@ -26,7 +26,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-out=${1:-$root/testdata/ext}
+out=${1:-$root/testdata/ext-files}
 name=ext4-files
 
 export LC_ALL=C TZ=UTC

@@ -15,7 +15,7 @@ work=$(mktemp -d)
 trap 'umount "$work/mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir "$work/mnt"
 if [ $# -eq 0 ]; then
-    set -- testdata/ext/*.img.zst testdata/fat/*.img.zst testdata/ntfs/*.img.zst testdata/foreign/*.vol.zst
+    set -- testdata/ext/*.img.zst testdata/ext-files/*.img.zst testdata/fat/*.img.zst testdata/ntfs/*.img.zst testdata/foreign/*.vol.zst
 fi
 for z in "$@"; do
     out=${z%.zst}; out=${out%.img}; out=${out%.vol}.tree

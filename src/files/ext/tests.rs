@@ -18,7 +18,15 @@ use crate::source::MemSource;
 
 /// The decompressed testdata volume `name`.
 fn image(name: &str) -> Vec<u8> {
-    let p = format!("{}/testdata/ext/{name}.img.zst", env!("CARGO_MANIFEST_DIR"));
+    let dir = if name == "ext4-files" {
+        "ext-files"
+    } else {
+        "ext"
+    };
+    let p = format!(
+        "{}/testdata/{dir}/{name}.img.zst",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let f = std::fs::File::open(&p).unwrap_or_else(|e| panic!("{p}: {e}"));
     zstd::decode_all(f).expect("zstd")
 }

@@ -170,7 +170,7 @@ fn save(dir: &Path, src: &Path, name: &str, args: &[&str]) -> PathBuf {
 
 fn fs_of(kind: &str) -> Fs {
     match kind {
-        "ext" => Fs::Ext,
+        "ext" | "ext-files" => Fs::Ext,
         "fat" => Fs::Fat,
         _ => Fs::Ntfs,
     }
@@ -209,6 +209,11 @@ fn ext_volumes_extract_as_mounted() {
 }
 
 #[test]
+fn ext_files_volume_extracts_as_mounted() {
+    every_volume_extracts("ext-files");
+}
+
+#[test]
 fn fat_volumes_extract_as_mounted() {
     every_volume_extracts("fat");
 }
@@ -228,6 +233,7 @@ fn peers_images_extract_as_mounted() {
     let tmp = tempfile::tempdir().unwrap();
     let tools = [
         ("ext", "partclone.extfs"),
+        ("ext-files", "partclone.extfs"),
         ("fat", "partclone.fat"),
         ("ntfs", "partclone.ntfs"),
         ("ntfs", "ntfsclone"),
@@ -774,4 +780,157 @@ fn works_without_root() {
         got["/data/nested/medium-1m.bin"].content,
         want["/data/nested/medium-1m.bin"].content
     );
+}
+
+/// testdata/ntfs-special (tools/make-ntfs-files-testdata.sh): the files
+/// fsimg cannot decode (a WOF reparse point, an encrypted file) and those
+/// it must decode specially (symlinks and junctions, a hard link, a DOS
+/// 8.3 name, a named stream). It is kept apart from testdata/ntfs, whose
+/// volumes every test there expects to extract whole.
+const SPECIAL: &str = "ntfs-special";
+
+/// The files of ntfs-special fsimg cannot read, with its exact messages.
+const SPECIAL_UNREADABLE: [(&str, &str); 2] = [
+    (
+        "/docs/compact.bin",
+        "fsimg: /docs/compact.bin: cannot read a reparse point of tag 0x80000017",
+    ),
+    (
+        "/secret.bin",
+        "fsimg: /secret.bin: cannot read an encrypted file",
+    ),
+];
+
+/// The links of ntfs-special: path, target as fsimg gives it (absolute
+/// `\??\C:\...` targets made relative to the link, so the tree stays
+/// self-contained), and as recorded from ntfs-3g (its absolute targets go
+/// through its mount point, which the script strips; `\??\C:\` it does
+/// not find on the volume and points into its `.NTFS-3G` directory).
+const SPECIAL_LINKS: [(&str, &str, &str); 6] = [
+    ("/links/relative", "../README.txt", "../README.txt"),
+    ("/links/absolute", "../docs/notes.txt", "/docs/notes.txt"),
+    ("/links/dir-symlink", "../docs", "/docs"),
+    ("/links/junction", "../docs", "/docs"),
+    ("/links/root-junction", "..", "/.NTFS-3G/C:/"),
+    ("/links/deep/absolute", "../../README.txt", "/README.txt"),
+];
+
+/// ntfs-special's recorded tree as fsimg must extract it: without the two
+/// files it cannot read, with fsimg's link targets, and with the DOS name
+/// not counted as a second link.
+fn special_tree() -> Tree {
+    let text = fs::read_to_string(testdata(&format!("{SPECIAL}/{SPECIAL}.tree"))).unwrap();
+    let mut want = comparable(Fs::Ntfs, &parse_tree(&text), common_root());
+    // What ntfs-3g made of them: a symlink to a message, and EIO.
+    let wof = want.remove("/docs/compact.bin").unwrap();
+    assert_eq!(
+        (wof.kind.as_str(), wof.content.as_str()),
+        ("l", "unsupported reparse tag 0x80000017")
+    );
+    assert_eq!(want.remove("/secret.bin").unwrap().content, "unreadable");
+    for (p, ours, ntfs3g) in SPECIAL_LINKS {
+        let l = want.get_mut(p).unwrap();
+        assert_eq!((l.kind.as_str(), l.content.as_str()), ("l", ntfs3g), "{p}");
+        l.content = ours.to_string();
+        l.size = ours.len().to_string();
+    }
+    // ntfs-3g counts the DOS name in st_nlink (the record's link count),
+    // so the manifest made the file a link to itself.
+    let long = want.get_mut("/Long file name.txt").unwrap();
+    assert_eq!(long.link, "/Long file name.txt");
+    long.link = "-".to_string();
+    want
+}
+
+/// `extract` of ntfs-special, raw and saved with -z: the two files fsimg
+/// cannot read are named, each with its reason, and counted; everything
+/// else extracts as the mount showed it; exit status 1.
+#[test]
+fn ntfs_special_files_are_named_and_the_rest_extracts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = volume(tmp.path(), SPECIAL, SPECIAL);
+    let zstd = save(tmp.path(), &vol, "special.z.fsimg", &["-z"]);
+    let want = special_tree();
+    for (how, img) in [("raw", &vol), ("fsimg -z", &zstd)] {
+        let out = tmp.path().join(format!("x-{}", how.replace(' ', "")));
+        let r = run(&["extract", "-q", s(img), "-C", s(&out)]);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{how}: {err}");
+        let mut lines: Vec<&str> = SPECIAL_UNREADABLE.iter().map(|(_, m)| *m).collect();
+        lines.push("fsimg: 2 entries could not be extracted");
+        assert_eq!(err, lines.join("\n") + "\n", "{how}");
+        for (p, _) in SPECIAL_UNREADABLE {
+            assert!(
+                fs::symlink_metadata(out.join(&p[1..])).is_err(),
+                "{how}: {p}"
+            );
+        }
+        let got = comparable(Fs::Ntfs, &manifest(&out), common_root());
+        assert_eq!(got, want, "{how}");
+        // The hard link is one file; the named stream lies beside its
+        // file; no DOS name anywhere.
+        let a = fs::metadata(out.join("docs/notes.txt")).unwrap();
+        let b = fs::metadata(out.join("docs/hard-link.txt")).unwrap();
+        assert_eq!((a.ino(), a.nlink()), (b.ino(), 2), "{how}");
+        assert_eq!(
+            fs::read(out.join("streams.txt:comment")).unwrap(),
+            b"the named stream 'comment'\n",
+            "{how}"
+        );
+        assert!(!out.join("SHORT~1.TXT").exists(), "{how}");
+        for (p, ours, _) in SPECIAL_LINKS {
+            assert_eq!(
+                fs::read_link(out.join(&p[1..])).unwrap(),
+                Path::new(ours),
+                "{how}: {p}"
+            );
+        }
+    }
+}
+
+/// `ls` lists the files `cat` cannot read; `cat` names them with exit
+/// status 1 and writes nothing; DOS names are not listed; links and the
+/// named stream read.
+#[test]
+fn ntfs_special_files_list_but_do_not_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = volume(tmp.path(), SPECIAL, SPECIAL);
+    let zstd = save(tmp.path(), &vol, "special.z.fsimg", &["-z"]);
+    for img in [&vol, &zstd] {
+        let listing = String::from_utf8(run_ok(&["ls", "-R", s(img)]).stdout).unwrap();
+        assert!(!listing.contains("SHORT~1"), "{listing}");
+        assert!(listing.contains(" Long file name.txt\n"), "{listing}");
+        assert!(listing.contains(" streams.txt:comment\n"), "{listing}");
+        for (p, size) in [("/docs/compact.bin", 1080), ("/secret.bin", 38)] {
+            let line = String::from_utf8(run_ok(&["ls", s(img), p]).stdout).unwrap();
+            assert!(line.starts_with("-rw-r--r-- 1 0 0 "), "{line}");
+            assert!(
+                line.ends_with(&format!(" {size} 2023-11-14 22:13 {p}\n")),
+                "{line}"
+            );
+        }
+        for (p, msg) in SPECIAL_UNREADABLE {
+            let r = run(&["cat", s(img), p]);
+            assert_eq!(r.status.code(), Some(1), "{p}");
+            assert_eq!(String::from_utf8_lossy(&r.stderr), format!("{msg}\n"));
+            assert!(r.stdout.is_empty(), "{p}");
+        }
+        for (p, ours, _) in SPECIAL_LINKS {
+            let line = String::from_utf8(run_ok(&["ls", s(img), p]).stdout).unwrap();
+            assert!(line.starts_with("lrwxrwxrwx 1 "), "{line}");
+            assert!(line.ends_with(&format!(" {p} -> {ours}\n")), "{line}");
+        }
+        let notes = b"notes: reached through a hard link, a symlink and two junctions\n";
+        for p in ["/links/absolute", "/docs/hard-link.txt"] {
+            assert_eq!(run_ok(&["cat", s(img), p]).stdout, notes, "{p}");
+        }
+        assert_eq!(
+            run_ok(&["cat", s(img), "/streams.txt:comment"]).stdout,
+            b"the named stream 'comment'\n"
+        );
+        run_err(
+            &["cat", s(img), "/SHORT~1.TXT"],
+            "no such file or directory: /SHORT~1.TXT",
+        );
+    }
 }

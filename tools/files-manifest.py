@@ -6,8 +6,10 @@ One line per entry, sorted by path, tab-separated:
     PATH  TYPE  MODE  NLINK  UID  GID  SIZE  MTIME  CONTENT  LINK
 TYPE is f, d, l, p, c, b or s; MODE is octal (permission bits only);
 MTIME is seconds.nanoseconds since 1970 (UTC); CONTENT is the sha256 of a
-file, the target of a symlink, or "-"; LINK is, for a file with several
-names, the first of its paths in sort order (hard links), else "-".
+file ("unreadable" for a file the mount cannot read: ntfs-3g refuses an
+encrypted file with EIO), the target of a symlink, or "-"; LINK is, for a
+file with several names, the first of its paths in sort order (hard
+links), else "-".
 
 Usage: files-manifest.py MOUNTPOINT > NAME.tree
 """
@@ -40,10 +42,13 @@ def main():
                 else "b" if stat.S_ISBLK(m) else "s")
         if kind == "f":
             h = hashlib.sha256()
-            with open(full, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    h.update(chunk)
-            content = h.hexdigest()
+            try:
+                with open(full, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                content = h.hexdigest()
+            except OSError:
+                content = "unreadable"
         elif kind == "l":
             content = os.readlink(full)
         else:

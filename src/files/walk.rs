@@ -41,9 +41,11 @@ fn components(path: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
 
 /// Resolves `path` (absolute or relative to the root) in `tree`. Symlinks
 /// met on the way are followed; the last component is followed only with
-/// `follow_last` (as `cat` does, and `ls` does not). `..` never climbs
-/// above the root.
+/// `follow_last` (as `cat` does, and `ls` does not) or a trailing `/`.
+/// `..` never climbs above the root.
 pub fn resolve(tree: &dyn Tree, path: &str, follow_last: bool) -> Result<Found> {
+    // `link/` names the directory the link points to, as in a shell.
+    let follow_last = follow_last || path.ends_with('/');
     let root = tree.root()?;
     // The directories from the root down to the current one, with names.
     let mut stack: Vec<(Meta, Vec<u8>)> = Vec::new();

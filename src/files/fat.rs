@@ -596,6 +596,12 @@ struct FatFile<'a> {
 }
 
 impl FileRead for FatFile<'_> {
+    fn volume_offset(&self) -> Option<u64> {
+        self.runs
+            .first()
+            .map(|r| self.tree.cluster_offset(r.cluster))
+    }
+
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if offset >= self.size || buf.is_empty() {
             return Ok(0);

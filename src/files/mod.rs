@@ -184,6 +184,14 @@ pub trait FileRead {
     fn data_ranges(&mut self) -> Result<Option<Vec<(u64, u64)>>> {
         Ok(None)
     }
+
+    /// The byte of the volume where the file's stored data starts, so that
+    /// many files can be read in the order they lie (an image's records
+    /// are then decoded once each). `None` when the data is stored with
+    /// the metadata (inline, resident) or there is none.
+    fn volume_offset(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// One filesystem's files.

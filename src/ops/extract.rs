@@ -9,6 +9,16 @@
 //! the volume (readers refuse `/`, `..` and NUL in names) nor a symlink
 //! extracted earlier can lead a write elsewhere. Existing files are left
 //! alone unless `--overwrite`; existing directories are merged into.
+//!
+//! The tree is walked first: directories, symlinks and special files are
+//! made, every regular file is created empty, and files whose data lives
+//! with their metadata (inline, resident) are written at once. The other
+//! files' data is then copied in the order it lies on the volume, in
+//! batches of [`BATCH`] files, so that an image's records are each
+//! decoded about once instead of once per file that needs them (the
+//! record cache holds 64 MiB; a tree walked in name order would revisit
+//! every record many times). Directories get their times and modes last,
+//! after everything inside them is written.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -19,8 +29,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{
-    AtFlags, FileType, Mode, OFlags, Timespec, Timestamps, chownat, fchmod, fchown, futimens,
-    linkat, mkdirat, mknodat, openat, statat, symlinkat, unlinkat, utimensat,
+    AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, chownat, fchmod, fchown,
+    futimens, linkat, mkdirat, mknodat, openat, openat2, statat, symlinkat, unlinkat, utimensat,
 };
 use rustix::process::{Gid, Uid};
 
@@ -33,6 +43,10 @@ use crate::report::Report;
 
 /// Bytes read from the volume and written per call.
 const CHUNK: usize = 1 << 20;
+
+/// Files whose data waits to be copied in volume order, at most: bounds
+/// the memory of a huge tree (a few hundred bytes each).
+pub const BATCH: usize = 1 << 16;
 
 /// How to extract.
 #[derive(Clone, Copy, Debug, Default)]
@@ -90,6 +104,8 @@ pub fn extract(
         root,
         links: HashMap::new(),
         ancestors: Vec::new(),
+        pending: Vec::new(),
+        dirs: Vec::new(),
         sum: ExtractSummary::default(),
         buf: vec![0u8; CHUNK],
     };
@@ -118,6 +134,8 @@ pub fn extract(
             .map_err(|e| Error::io("cannot open", dest, e))?;
         x.entry(&parent, Path::new(""), name.as_bytes(), &found);
     }
+    x.flush();
+    x.finish_dirs();
     Ok(x.sum)
 }
 
@@ -136,8 +154,23 @@ struct Extractor<'a> {
     /// The numbers of the directories being extracted, to stop at a
     /// directory that contains itself.
     ancestors: Vec<u64>,
+    /// Files created empty, their data to be copied in volume order.
+    pending: Vec<Pending>,
+    /// Directories to give their times and modes at the end, deepest
+    /// first.
+    dirs: Vec<(PathBuf, Meta)>,
     sum: ExtractSummary,
     buf: Vec<u8>,
+}
+
+/// A file created empty whose data is still to be copied.
+struct Pending {
+    /// Where its data starts on the volume.
+    at: u64,
+    /// Its path below the target directory.
+    rel: PathBuf,
+    /// The file.
+    found: Found,
 }
 
 impl Extractor<'_> {
@@ -175,9 +208,10 @@ impl Extractor<'_> {
                 )
                 .map_err(|e| Error::io("cannot open directory", self.shown(rel), e.into()))?;
                 self.sum.dirs += 1;
-                // Its times and mode even when it cannot be listed whole.
                 let listed = self.dir_contents(&fd, rel, f);
-                self.finish(&fd, None, m, rel)?;
+                // Its times and mode at the end (even when it cannot be
+                // listed whole), once nothing more is written into it.
+                self.dirs.push((rel.to_path_buf(), m.clone()));
                 listed
             }
             Kind::File if m.nlink > 1 && f.stream.is_none() && self.links.contains_key(&m.id) => {
@@ -196,22 +230,32 @@ impl Extractor<'_> {
             }
             Kind::File => {
                 let fd = self.create_file(parent, rel, name)?;
-                let file = File::from(fd);
-                let written = match self.copy_data(f, &file, rel) {
-                    Ok(n) => n,
+                let at = match walk::open(self.tree, f) {
+                    Ok(r) => r.volume_offset(),
                     Err(e) => {
-                        drop(file);
+                        drop(fd);
                         let _ = unlinkat(parent, OsStr::from_bytes(name), AtFlags::empty());
                         return Err(e);
                     }
                 };
-                self.sum.bytes += written;
-                self.sum.files += 1;
-                self.finish(file.as_fd(), None, m, rel)?;
                 if m.nlink > 1 && f.stream.is_none() {
                     self.links.insert(m.id, rel.to_path_buf());
                 }
-                Ok(())
+                match at {
+                    // Stored with its metadata, read already: now.
+                    None => self.write_file(File::from(fd), rel, f),
+                    Some(at) => {
+                        self.pending.push(Pending {
+                            at,
+                            rel: rel.to_path_buf(),
+                            found: f.clone(),
+                        });
+                        if self.pending.len() >= BATCH {
+                            self.flush();
+                        }
+                        Ok(())
+                    }
+                }
             }
             Kind::Symlink => {
                 let target = self.tree.read_link(m, &f.path)?;
@@ -300,6 +344,69 @@ impl Extractor<'_> {
             };
             self.entry(fd, rel, &sname, &child);
         }
+    }
+
+    /// Copies the data of the pending files, in the order it lies on the
+    /// volume, and gives each its owner, mode and times.
+    fn flush(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|p| p.at);
+        for p in pending {
+            let file = match self.open_beneath(&p.rel, OFlags::WRONLY) {
+                Ok(fd) => File::from(fd),
+                Err(e) => {
+                    self.fail(&e);
+                    continue;
+                }
+            };
+            if let Err(e) = self.write_file(file, &p.rel, &p.found) {
+                self.fail(&e);
+            }
+        }
+    }
+
+    /// Writes the data of `f` into `file` (created empty at `rel`), then
+    /// its owner, mode and times. A file that cannot be read is removed.
+    fn write_file(&mut self, file: File, rel: &Path, f: &Found) -> Result<()> {
+        match self.copy_data(f, &file, rel) {
+            Ok(n) => {
+                self.sum.bytes += n;
+                self.sum.files += 1;
+                self.finish(file.as_fd(), None, &f.meta, rel)
+            }
+            Err(e) => {
+                drop(file);
+                let _ = unlinkat(&self.root, rel, AtFlags::empty());
+                Err(e)
+            }
+        }
+    }
+
+    /// Gives the extracted directories their owners, modes and times,
+    /// deepest first (a read-only directory is made so after what is in
+    /// it).
+    fn finish_dirs(&mut self) {
+        for (rel, meta) in std::mem::take(&mut self.dirs) {
+            let done = self
+                .open_beneath(&rel, OFlags::RDONLY | OFlags::DIRECTORY)
+                .and_then(|fd| self.finish(&fd, None, &meta, &rel));
+            if let Err(e) = done {
+                self.fail(&e);
+            }
+        }
+    }
+
+    /// Opens `rel` below the target directory, never through a symlink
+    /// nor out of it (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`).
+    fn open_beneath(&self, rel: &Path, flags: OFlags) -> Result<OwnedFd> {
+        openat2(
+            &self.root,
+            rel,
+            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        )
+        .map_err(|e| Error::io("cannot open", self.shown(rel), e.into()))
     }
 
     /// Creates directory `name`, or accepts an existing one.

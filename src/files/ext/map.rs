@@ -279,6 +279,13 @@ impl<'a> BlockReader<'a> {
 }
 
 impl FileRead for BlockReader<'_> {
+    fn volume_offset(&self) -> Option<u64> {
+        self.runs
+            .iter()
+            .find(|r| r.init)
+            .map(|r| r.physical.saturating_mul(self.bs))
+    }
+
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if offset >= self.size || buf.is_empty() {
             return Ok(0);

@@ -230,6 +230,16 @@ fn decode_unit(
 }
 
 impl FileRead for StreamReader<'_> {
+    fn volume_offset(&self) -> Option<u64> {
+        let runs = match &self.content {
+            Content::Resident(_) => return None,
+            Content::Plain { runs } | Content::Compressed { runs, .. } => runs,
+        };
+        runs.iter()
+            .find_map(|r| r.lcn)
+            .map(|lcn| lcn.saturating_mul(self.vol.cluster_size))
+    }
+
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<usize> {
         if offset >= self.size {
             return Ok(0);

@@ -132,6 +132,10 @@ pub enum Error {
     #[error(transparent)]
     Files(#[from] crate::files::FileError),
 
+    /// A mount or an unmount (`fsimg mount`, `fsimg umount`) failed.
+    #[error(transparent)]
+    Mount(#[from] crate::mount::MountError),
+
     /// The partition table of a named disk is corrupt.
     #[error("{name}: partition table: {source}")]
     Table {
@@ -266,6 +270,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Usage(_) => 2,
+            Error::Mount(e) => e.exit_code(),
             Error::Interrupted => 130,
             _ => 1,
         }

@@ -33,6 +33,7 @@ pub mod fs;
 pub mod fuzz;
 pub mod image;
 pub mod mapfile;
+pub mod mount;
 pub mod ops;
 #[allow(unsafe_code)]
 pub mod page_alloc;

@@ -39,8 +39,21 @@ Whole disks (MBR or GPT: tables, boot gap, used blocks of each partition):
   fsimg -r -O /dev/sdc --grow-last sd.fsimg ... with the last partition filling it
   fsimg -r -O /dev/sdc2 --partition 2 sd.fsimg   one partition out of a disk image
 
+Images mounted read-only (FUSE), without restoring them:
+  fsimg mount sd.fsimg /mnt/sd              /mnt/sd holds disk, p1, p2 (a volume image: volume)
+  mount -o loop,ro /mnt/sd/p2 /mnt/root     the kernel mounts a partition from it
+  fsimg umount /mnt/sd                      unmount (after the loop mounts)
+
 Exit status: 0 success, 1 error, 2 bad command line, 3 finished with
 unreadable sectors (--rescue), 130 interrupted.";
+
+const MOUNT_EXAMPLES: &str = "\
+Examples:
+  fsimg mount sd.fsimg /mnt/sd              returns once mounted: /mnt/sd holds disk p1 p2
+  mount -o loop,ro /mnt/sd/p2 /mnt/root     the root partition, no offset arithmetic
+  e2fsck -fn /mnt/sd/p2                     check the backup without restoring it
+  fsimg mount win.ntfsclone /mnt/win && ntfs-3g -o ro /mnt/win/volume /mnt/c
+  umount /mnt/root; fsimg umount /mnt/sd    loop mounts first, then the image";
 
 /// zstd level of `-z` without a level, and of metadata images.
 const DEFAULT_ZSTD_LEVEL: i32 = 3;
@@ -299,6 +312,55 @@ enum Command {
         #[arg(value_name = "PATH")]
         paths: Vec<String>,
     },
+    /// Mount an image read-only, without restoring it: its volume, or a
+    /// disk and each partition, as files in DIR (FUSE).
+    ///
+    /// DIR shows `volume` for an image of one volume; `disk` and `p1`..`pN`
+    /// (numbered as in the partition table) for an image of a whole disk
+    /// or a disk image. They are read-only files of the exact sizes,
+    /// served from the image (unused space reads as zeros), for the
+    /// kernel's own drivers to use: `mount -o loop,ro DIR/p2 /mnt`,
+    /// `e2fsck -fn DIR/volume`, `ntfs-3g -o ro DIR/volume /mnt`. Any image
+    /// fsimg reads works: fsimg's (plain or zstd), ntfsclone's,
+    /// partclone's, raw volumes and sparse clones, disks and disk images.
+    ///
+    /// fsimg returns once the mount is ready and serves it in the
+    /// background; `fsimg umount DIR` (or umount, fusermount3 -u), SIGTERM
+    /// or SIGINT unmount it. As root the mount is made with allow_other,
+    /// so that root's loop devices can read it; other users do not get in.
+    /// A user other than root needs fusermount3 (package fuse3). A record
+    /// that fails its checksum makes the reads of its bytes fail (EIO),
+    /// logged once (to standard error with -f, else to syslog); the rest
+    /// is served.
+    #[command(after_help = MOUNT_EXAMPLES)]
+    Mount {
+        /// Stay in the foreground (print the reads served when unmounted).
+        #[arg(short = 'f', long)]
+        foreground: bool,
+        /// Memory for decoded image records (fsimg images): bytes, or a
+        /// number with K, M or G. At least 4M.
+        #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = ops::mount::parse_size)]
+        cache_size: u64,
+        /// Say nothing once mounted.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+        /// Serve as the background server of an `fsimg mount` (internal).
+        #[arg(long, hide = true)]
+        server: bool,
+        /// An fsimg, ntfsclone or partclone image, a volume, a sparse
+        /// clone, a disk or a disk image; seekable (not a pipe).
+        #[arg(value_name = "IMAGE")]
+        image: PathBuf,
+        /// An empty directory to mount it on.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Unmount an `fsimg mount` (root: umount(2); others: fusermount3 -u).
+    Umount {
+        /// Where it is mounted.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
     /// Print the manual page, fsimg.1 (roff), to standard output.
     ///
     /// `fsimg man | man -l -` shows it; `fsimg man > fsimg.1` saves it.
@@ -549,6 +611,49 @@ fn run(cli: Cli) -> Result<u8, Error> {
                 eprintln!("fsimg: {} entries could not be extracted", s.failures);
                 return Ok(1);
             }
+            return Ok(0);
+        }
+        Some(Command::Mount {
+            foreground,
+            cache_size,
+            quiet,
+            server,
+            image,
+            dir,
+        }) => {
+            let opts = ops::mount::MountOptions {
+                image,
+                dir,
+                cache_bytes: cache_size,
+            };
+            if server {
+                let out = Box::new(std::io::stdout());
+                return Ok(ops::mount::server(&opts, out).try_into().unwrap_or(1));
+            }
+            if !foreground {
+                let exe = std::env::current_exe()
+                    .map_err(|e| Error::io("cannot find", "the fsimg executable", e))?;
+                let m = ops::mount::background(&opts, &exe, &report)?;
+                if !quiet {
+                    eprintln!("fsimg: {}", m.describe(true));
+                }
+                return Ok(0);
+            }
+            let report = std::sync::Arc::new(progress::Stderr::new(ProgressArg::None, quiet));
+            let mut ready = |m: &ops::mount::Mounted| {
+                if !quiet {
+                    eprintln!("fsimg: {}", m.describe(false));
+                }
+                true
+            };
+            let stats = ops::mount::serve(&opts, report, &mut ready)?;
+            if !quiet {
+                eprintln!("fsimg: {}", ops::mount::describe_stats(&opts.dir, &stats));
+            }
+            return Ok(0);
+        }
+        Some(Command::Umount { dir }) => {
+            ops::mount::umount(&dir)?;
             return Ok(0);
         }
         Some(Command::Man) => {
@@ -805,7 +910,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    progress::install_signals();
+    // A mount handles its signals itself: they unmount it.
+    if !matches!(cli.command, Some(Command::Mount { .. })) {
+        progress::install_signals();
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -15,14 +15,22 @@
 //! [`crate::image::MAX_INDEX_ENTRIES`] entries (the trailer's, or one the
 //! scan builds the same way), and two caches with least-recently-used
 //! eviction hold the decoded payloads ([`CACHE_BYTES`]) and the parsed
-//! record headers ([`HEADER_CACHE_BYTES`]).
+//! record headers ([`HEADER_CACHE_BYTES`]). The payloads' bound covers
+//! every record buffer, those of records being decoded too: there are at
+//! most as many as it holds, all of one size, reused rather than freed
+//! (see [`Buffers`]).
+//!
+//! Many threads may read at once (a mount serves reads on several): a
+//! record is decoded by one of them while the others that need it wait for
+//! it, and [`ImageSource::prefetch`] decodes the records ahead of a
+//! sequential reader on other threads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crate::error::{Error, Result};
 use crate::extent::Extent;
@@ -36,8 +44,9 @@ use crate::report::Report;
 use crate::source::Source;
 
 /// Decoded record payloads kept at most, in bytes: 64 MiB, 32 records of
-/// the 2 MiB `-z` writes or 64 of the 1 MiB plain images hold. A record
-/// is at most 64 MiB (the format's limit), so any one record fits.
+/// the 2 MiB `-z` writes or 64 of the 1 MiB plain images hold (with the
+/// buffers of the records being read). A record is at most 64 MiB (the
+/// format's limit), so any one record fits.
 pub const CACHE_BYTES: u64 = 64 << 20;
 
 /// Parsed record headers kept at most, in bytes (counted as 64 bytes per
@@ -174,27 +183,44 @@ impl<V: Clone> Lru<V> {
     }
 
     /// Keeps `v` under `key` unless it alone weighs more than the limit,
-    /// evicting the least recently used values to make room.
-    fn insert(&mut self, key: u64, v: V, weight: u64) {
+    /// evicting the least recently used values to make room; returns the
+    /// values evicted (or `v`, not kept).
+    fn insert(&mut self, key: u64, v: V, weight: u64) -> Vec<V> {
+        let mut evicted = Vec::new();
         if weight > self.limit {
-            return;
+            evicted.push(v);
+            return evicted;
         }
-        if let Some((_, tick, w)) = self.map.remove(&key) {
+        if let Some((old, tick, w)) = self.map.remove(&key) {
             self.order.remove(&tick);
             self.bytes -= w;
+            evicted.push(old);
         }
         while self.bytes + weight > self.limit {
             let Some((_, old)) = self.order.pop_first() else {
                 break;
             };
-            if let Some((_, _, w)) = self.map.remove(&old) {
+            if let Some((old, _, w)) = self.map.remove(&old) {
                 self.bytes -= w;
+                evicted.push(old);
             }
         }
         self.tick += 1;
         self.order.insert(self.tick, key);
         self.map.insert(key, (v, self.tick, weight));
         self.bytes += weight;
+        evicted
+    }
+
+    /// Evicts the least recently used value.
+    fn pop_lru(&mut self) -> Option<V> {
+        while let Some((_, old)) = self.order.pop_first() {
+            if let Some((old, _, w)) = self.map.remove(&old) {
+                self.bytes -= w;
+                return Some(old);
+            }
+        }
+        None
     }
 }
 
@@ -209,7 +235,128 @@ struct Caches {
     /// lookup the cache cannot serve costs at most `stride` header reads.
     heads: Lru<Arc<Head>>,
     /// Record number → decoded, checked payload.
-    data: Lru<Arc<Vec<u8>>>,
+    data: Lru<Arc<Payload>>,
+    /// Records some thread is decoding now: another thread that needs one
+    /// waits for it (on [`ImageSource::decoded_one`]) instead of decoding
+    /// it again.
+    decoding: HashSet<u64>,
+}
+
+/// Record buffers are allocated in multiples of this.
+const BUFFER_UNIT: usize = 64 << 10;
+
+/// The record buffers of one image: all of one capacity, room for its
+/// largest record compressed or not, and at most `max` of them, whether
+/// cached payloads, records being decoded or spares. They are reused, not
+/// freed: glibc does not give back the blocks threads free and allocate in
+/// turns (a mount reading a 4 GiB image through a 64 MiB cache grew to
+/// 800 MiB of them), and a buffer a few bytes larger than the block freed
+/// before leaves a hole.
+struct Buffers {
+    /// Those no payload holds.
+    free: Vec<Vec<u8>>,
+    /// Those allocated.
+    count: usize,
+    /// The most to allocate (more only while readers hold every one).
+    max: usize,
+    /// The capacity of each.
+    unit: usize,
+}
+
+impl Buffers {
+    /// The buffers of an image with header `h` and a payload cache of
+    /// `cache_bytes`.
+    fn new(h: &Header, cache_bytes: u64) -> Self {
+        let max_record = h.max_record as usize;
+        let stored = if h.compression == crate::image::header::COMPRESSION_ZSTD {
+            zstd::zstd_safe::compress_bound(max_record)
+        } else {
+            max_record
+        };
+        let unit = stored.max(max_record).next_multiple_of(BUFFER_UNIT);
+        Buffers {
+            free: Vec::new(),
+            count: 0,
+            // A decode takes two, and one payload is cached.
+            max: (usize::try_from(cache_bytes).unwrap_or(usize::MAX) / unit).max(3),
+            unit,
+        }
+    }
+
+    /// Takes `buf` back, or frees it if there are too many.
+    fn put(&mut self, buf: Vec<u8>) {
+        if buf.capacity() == 0 {
+            return;
+        }
+        if self.count > self.max || buf.capacity() < self.unit {
+            self.count -= 1;
+        } else {
+            self.free.push(buf);
+        }
+    }
+}
+
+/// A decoded payload. Its buffer goes back to its image's [`Buffers`] when
+/// the last reader drops it.
+struct Payload {
+    data: Vec<u8>,
+    home: Arc<Mutex<Buffers>>,
+}
+
+impl std::ops::Deref for Payload {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.data
+    }
+}
+
+impl Drop for Payload {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.data);
+        lock_buffers(&self.home).put(buf);
+    }
+}
+
+fn lock_buffers(b: &Mutex<Buffers>) -> MutexGuard<'_, Buffers> {
+    b.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What [`ImageSource::claim`] found of a record.
+enum Claim<'a> {
+    /// Its payload, from the cache.
+    Cached(Arc<Payload>),
+    /// Nobody has it: the caller decodes it, and puts the payload into
+    /// the [`Decoding`], which caches it and wakes the waiting threads.
+    Mine(Decoding<'a>),
+    /// Another thread is decoding it (asked not to wait).
+    Busy,
+}
+
+/// A record claimed for decoding, released when its decoding ends however
+/// it ends (a panic included: the waiting threads then decode it
+/// themselves).
+struct Decoding<'a> {
+    src: &'a ImageSource,
+    number: u64,
+    data: Option<Arc<Payload>>,
+}
+
+impl Drop for Decoding<'_> {
+    fn drop(&mut self) {
+        let mut c = self.src.lock();
+        c.decoding.remove(&self.number);
+        let evicted = match self.data.take() {
+            Some(d) => {
+                let weight = d.data.capacity() as u64;
+                c.data.insert(self.number, d, weight)
+            }
+            None => Vec::new(),
+        };
+        drop(c);
+        self.src.decoded_one.notify_all();
+        // Their buffers go back (outside the lock).
+        drop(evicted);
+    }
 }
 
 /// Where a byte of the volume is.
@@ -236,8 +383,15 @@ pub struct ImageSource {
     /// The trailer, when it was found intact.
     trailer: Option<Trailer>,
     caches: Mutex<Caches>,
+    /// Signalled each time a thread ends decoding a record.
+    decoded_one: Condvar,
     decoders: Mutex<Vec<zstd::bulk::Decompressor<'static>>>,
     decoded: AtomicU64,
+    hits: AtomicU64,
+    /// The record buffers.
+    buffers: Arc<Mutex<Buffers>>,
+    /// Their capacity.
+    buffer_unit: usize,
 }
 
 impl ImageSource {
@@ -260,6 +414,8 @@ impl ImageSource {
         let start = reader.position();
         let header = reader.header().clone();
         let disk = reader.disk().cloned();
+        let buffers = Buffers::new(&header, cache_bytes);
+        let buffer_unit = buffers.unit;
         let mut me = ImageSource {
             file,
             name: name.to_string(),
@@ -274,9 +430,14 @@ impl ImageSource {
             caches: Mutex::new(Caches {
                 heads: Lru::new(HEADER_CACHE_BYTES),
                 data: Lru::new(cache_bytes),
+                decoding: HashSet::new(),
             }),
+            decoded_one: Condvar::new(),
             decoders: Mutex::new(Vec::new()),
             decoded: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
+            buffers: Arc::new(Mutex::new(buffers)),
+            buffer_unit,
         };
         let trailer = read_ends(&mut ReadAt::new(&me.file, file_len), name)
             .and_then(|(_, _, t)| me.use_trailer(start, t));
@@ -406,6 +567,38 @@ impl ImageSource {
         self.decoded.load(Ordering::Relaxed)
     }
 
+    /// Records found decoded in the cache so far (cache hits), counted
+    /// once per record a read or a prefetch needed.
+    pub fn cache_hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
+    /// Decodes into the cache the records that hold volume bytes
+    /// `offset..offset + len` (clamped to the volume), for a sequential
+    /// reader about to read them: records cached or being decoded by
+    /// another thread are skipped. Stops at the first record that cannot
+    /// be read; the read that needs its bytes meets the error.
+    pub fn prefetch(&self, offset: u64, len: u64) -> Result<()> {
+        let end = offset.saturating_add(len).min(self.size());
+        let mut pos = offset;
+        while pos < end {
+            let next = match self.locate(pos)? {
+                Found::Gap(to) => to,
+                Found::Record(h) => {
+                    if let Claim::Mine(mut guard) = self.claim(h.number, false) {
+                        guard.data = Some(self.decode(&h)?);
+                    }
+                    h.span().1
+                }
+            };
+            if next <= pos {
+                break;
+            }
+            pos = next;
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, Caches> {
         // A panic elsewhere cannot leave the caches inconsistent in a way
         // that matters: every entry is checked before it is inserted.
@@ -519,7 +712,7 @@ impl ImageSource {
             .into());
         }
         let h = Arc::new(h);
-        self.lock().heads.insert(number, Arc::clone(&h), h.weight());
+        let _ = self.lock().heads.insert(number, Arc::clone(&h), h.weight());
         Ok(h)
     }
 
@@ -562,13 +755,100 @@ impl ImageSource {
         }
     }
 
-    /// The decoded, checked payload of the record `h`.
-    fn payload(&self, h: &Head) -> Result<Arc<Vec<u8>>> {
-        if let Some(d) = self.lock().data.get(h.number) {
-            return Ok(d);
+    /// Record `number` from the cache, or the right to decode it; if
+    /// another thread is decoding it, waits for that (or with `wait`
+    /// false, says so).
+    fn claim(&self, number: u64, wait: bool) -> Claim<'_> {
+        let mut c = self.lock();
+        loop {
+            if let Some(d) = c.data.get(number) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Claim::Cached(d);
+            }
+            if c.decoding.insert(number) {
+                drop(c);
+                return Claim::Mine(Decoding {
+                    src: self,
+                    number,
+                    data: None,
+                });
+            }
+            if !wait {
+                return Claim::Busy;
+            }
+            c = self
+                .decoded_one
+                .wait(c)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
         }
-        let mut stored = vec![0u8; h.fixed.stored_len as usize];
-        self.pread(&mut stored, h.payload_at, "record data")?;
+    }
+
+    /// The decoded, checked payload of the record `h`, decoded once
+    /// however many threads ask for it at the same time.
+    fn payload(&self, h: &Head) -> Result<Arc<Payload>> {
+        match self.claim(h.number, true) {
+            Claim::Cached(d) => Ok(d),
+            Claim::Mine(mut guard) => {
+                let d = self.decode(h)?;
+                guard.data = Some(Arc::clone(&d));
+                Ok(d)
+            }
+            // Only when asked not to wait.
+            Claim::Busy => self.decode(h),
+        }
+    }
+
+    /// An empty buffer for at least `len` bytes of a record being decoded:
+    /// a free one, a new one if fewer than the most are allocated, else
+    /// that of the payload least recently used (evicted from the cache).
+    fn take_buffer(&self, len: usize) -> Vec<u8> {
+        let mut buf = loop {
+            {
+                let mut b = lock_buffers(&self.buffers);
+                if let Some(v) = b.free.pop() {
+                    break v;
+                }
+                if b.count < b.max {
+                    b.count += 1;
+                    break Vec::new();
+                }
+            }
+            // Its buffer comes back when it is dropped, unless a reader
+            // still holds it; then the next one is evicted.
+            let Some(lru) = self.lock().data.pop_lru() else {
+                // Readers hold every buffer: one more, freed when it
+                // comes back.
+                lock_buffers(&self.buffers).count += 1;
+                break Vec::new();
+            };
+            drop(lru);
+        };
+        buf.clear();
+        let want = len.max(self.buffer_unit);
+        if buf.capacity() < want {
+            buf = Vec::with_capacity(want);
+        }
+        buf
+    }
+
+    /// Gives back a buffer [`Self::take_buffer`] gave, and counts those
+    /// `lost` (freed with a record that failed to decode).
+    fn give_back(&self, buf: Vec<u8>, lost: usize) {
+        let mut b = lock_buffers(&self.buffers);
+        b.count -= lost;
+        b.put(buf);
+    }
+
+    /// Reads, decompresses and checks the payload of the record `h`; also
+    /// returns the buffer left over (a compressed record's stored bytes),
+    /// to keep for reuse.
+    fn decode(&self, h: &Head) -> Result<Arc<Payload>> {
+        let mut stored = self.take_buffer(h.fixed.stored_len as usize);
+        stored.resize(h.fixed.stored_len as usize, 0);
+        if let Err(e) = self.pread(&mut stored, h.payload_at, "record data") {
+            self.give_back(stored, 0);
+            return Err(e);
+        }
         let raw = RawRecord {
             offset: h.offset,
             zstd: h.fixed.zstd,
@@ -582,7 +862,15 @@ impl ImageSource {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
-        let chunk = raw.decode(&mut dctx, &mut Vec::new());
+        // Decompressed into `spare`, which then holds the compressed bytes'
+        // buffer (for a plain record, the payload is the stored bytes).
+        let mut spare = if h.fixed.zstd {
+            self.take_buffer(h.fixed.raw_len as usize)
+        } else {
+            Vec::new()
+        };
+        let taken = 1 + usize::from(h.fixed.zstd);
+        let chunk = raw.decode(&mut dctx, &mut spare);
         if let Some(d) = dctx {
             let mut pool = self
                 .decoders
@@ -592,23 +880,43 @@ impl ImageSource {
                 pool.push(d);
             }
         }
-        let data = Arc::new(chunk?.data);
+        // The buffers not handed back here went with the record: the
+        // payload's, or on an error, those the decoder dropped.
+        let back = usize::from(spare.capacity() > 0);
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                self.give_back(spare, taken - back);
+                return Err(e.into());
+            }
+        };
+        self.give_back(spare, 0);
         self.decoded.fetch_add(1, Ordering::Relaxed);
-        self.lock()
-            .data
-            .insert(h.number, Arc::clone(&data), data.len() as u64);
-        Ok(data)
+        Ok(Arc::new(Payload {
+            data: chunk.data,
+            home: Arc::clone(&self.buffers),
+        }))
     }
 
     /// Fills `buf` (volume bytes from `pos`) as far as the span of record
     /// `h` reaches, and returns how many bytes that is.
     fn copy_record(&self, h: &Head, buf: &mut [u8], pos: u64) -> Result<usize> {
-        let data = self.payload(h)?;
         let stop = (pos + buf.len() as u64).min(h.span().1);
         let n = (stop - pos) as usize;
         buf[..n].fill(0);
-        let mut at = 0u64;
-        for e in &h.extents {
+        // The first extent that ends after `pos`. If it starts at `stop` or
+        // later, the bytes asked for lie between the record's extents:
+        // zeros, for which the record is not decoded.
+        let first = h.extents.partition_point(|e| e.end() <= pos);
+        if h.extents.get(first).is_none_or(|e| e.offset >= stop) {
+            return Ok(n);
+        }
+        let data = self.payload(h)?;
+        let mut at: u64 = h.extents[..first].iter().map(|e| e.len).sum();
+        for e in &h.extents[first..] {
+            if e.offset >= stop {
+                break;
+            }
             let (lo, hi) = (e.offset.max(pos), e.end().min(stop));
             if lo < hi {
                 let from = (at + lo - e.offset) as usize;

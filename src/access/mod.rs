@@ -47,6 +47,17 @@ pub struct Volume {
 /// [`open`], also saying whether the image holds metadata only and
 /// giving the fsimg image underneath.
 pub fn open_volume(path: &Path, partition: Option<u32>, report: &dyn Report) -> Result<Volume> {
+    open_volume_with_cache(path, partition, image::CACHE_BYTES, report)
+}
+
+/// [`open_volume`] with a cache of `cache_bytes` of decoded records for an
+/// fsimg image (`fsimg mount --cache-size`).
+pub fn open_volume_with_cache(
+    path: &Path,
+    partition: Option<u32>,
+    cache_bytes: u64,
+    report: &dyn Report,
+) -> Result<Volume> {
     let plain = |source: Arc<dyn Source>| Volume {
         source,
         metadata_only: false,
@@ -87,7 +98,12 @@ pub fn open_volume(path: &Path, partition: Option<u32>, report: &dyn Report) -> 
     };
     match foreign::detect(&prefix) {
         Some(Format::Fsimg) => {
-            let img = Arc::new(ImageSource::open(file, &name, report)?);
+            let img = Arc::new(ImageSource::open_with_cache(
+                file,
+                &name,
+                report,
+                cache_bytes,
+            )?);
             let metadata_only = img.header().flags & FLAG_METADATA != 0;
             let source: Arc<dyn Source> = match (partition, img.disk()) {
                 (Some(n), Some(block)) => {

@@ -33,6 +33,7 @@ pub mod disk;
 pub mod extract;
 pub mod info;
 pub mod ls;
+pub mod mount;
 pub use disk::OpenedDisk;
 pub use info::{
     AllocationInfo, DiskInfo, DiskTable, Facts, ForeignInfo, ImageFlags, ImageInfo, Info, Lines,

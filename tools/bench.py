@@ -4,7 +4,9 @@ volume image kept in RAM (/dev/shm).
 
 Usage (normally through tools/bench.sh):
     bench.py --fsimg BIN --vol VOL --runs N --work DIR [--md FILE] [--label TEXT]
-             [--only SCENARIOS] [--shim SO]
+             [--only SCENARIOS] [--shim SO] [--pretouch MIB] [--no-settle]
+    SCENARIOS: save,clone,restore,zstd,limit,files (files = cat,extract; a
+    disk also has savefile)
 
 The filesystem is what `fsimg info VOL` finds; the peers are partclone
 (partclone.extfs, partclone.ntfs or partclone.fat32) everywhere, e2image for
@@ -13,7 +15,22 @@ a partition table; tools/make-bench-fs.sh --fs disk), the peers are dd (for
 the sparse clone) and the Clonezilla way (sfdisk -d, dd of sector 0 and the
 boot gap, partclone.vfat / partclone.extfs -c of each partition through a
 loop device at its offset; its restore likewise), and the read limit is a
-pread of the used ranges of the whole disk (see disk_main).  Every scenario runs each of its tools once
+pread of the used ranges of the whole disk (see disk_main).
+
+The scenarios cat and extract (`--only files` selects both) take files out
+of an fsimg -s -z image of the volume (of a disk: its ext4 partition, with
+--partition), with `fsimg cat` and `fsimg extract`, against the way users
+do it today, the restore-and-copy way, timed as one bash script: fsimg -r
+the image to a file, mount that read-only (loop; ntfs-3g for NTFS; FAT is
+read by mtools, no mount), cp the file or cp -a the tree (umount and the
+removal of the restored file untimed).  The image is saved once, untimed;
+cat copies the file closest to 100 MiB; the records fsimg read are taken
+from its --stats line or summary, and how many records hold the file's data
+from its extents (FIEMAP, ntfsinfo's runlist, mshowfat) and the image's
+record headers.  Outputs are checked against the volume's own tree
+(tools/files-manifest.py of it mounted read-only, or copied out by mcopy).
+
+Every scenario runs each of its tools once
 untimed first (warm-up; its output is checked for correctness and the check
 fails the run if it is wrong), then N timed rounds, each round running every
 tool once, in a shuffled order (seeded, the same in every benchmark).
@@ -59,7 +76,10 @@ said in the report).  If any check fails, the table is printed, nothing is
 appended to the markdown file, and the exit status is 1.
 """
 import argparse
+import atexit
 import datetime
+import fcntl
+import hashlib
 import json
 import mmap
 import os
@@ -68,6 +88,7 @@ import random
 import re
 import shutil
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -315,18 +336,22 @@ def ext_metadata_blocks(vol):
 
 class Tool:
     def __init__(self, name, cmd, setup=None, output=None, size="file", scale=1.0, note="",
-                 env=None, inner=None, check=None, inputs=()):
+                 env=None, inner=None, check=None, inputs=(), after=None, stat=None, rate=None):
         self.name = name
         self.cmd = cmd
         self.env = env          # extra environment (the partclone shim)
         self.inner = inner      # regex on stderr giving the time to use instead of wall
         self.setup = setup      # untimed, before each run
-        self.output = output    # file the run makes; removed after each run
+        self.after = after      # untimed, after each run (and the warm-up's check)
+        self.output = output    # file or directory the run makes; removed after each run
         self.size = size        # "file" (st_size), "alloc" (st_blocks), or None
         self.scale = scale      # multiply the wall time (dd of the whole volume)
         self.note = note
         self.check = check      # after the warm-up: [(ok, text)] about its output
         self.inputs = inputs    # [(path, make)]: made untimed when missing
+        self.stat = stat        # regex on stderr: its groups kept from each timed run
+        self.rate = rate        # bytes for the MiB/s column (default: the used bytes)
+        self.stats = []
         self.times = []
         self.rss = []
         self.stage_rss = None
@@ -345,17 +370,22 @@ class Tool:
 
 
 class Scenario:
-    def __init__(self, key, title, tools, verify=None):
+    def __init__(self, key, title, tools, verify=None, before=None, after=None):
         self.key = key
         self.title = title
         self.tools = tools
         self.verify = verify    # after all warm-ups: [(ok, text)]
+        self.before = before    # untimed, first: may set title and tools (files scenarios)
+        self.after = after      # untimed, last
         self.checks = []        # [(ok, text)]
         self.lean = False       # inputs made before, removed after every run
+        self.facts = {}         # what targets() needs beyond the times (files scenarios)
 
 
 def run_scenario(sc, runs, work):
     errlog = os.path.join(work, f"{sc.key}.stderr")
+    if sc.before:
+        sc.before(sc)
     log(f"== {sc.title}" + (" (lean: inputs made before each run)" if sc.lean else ""))
 
     def add(checks, tool=None):
@@ -374,6 +404,8 @@ def run_scenario(sc, runs, work):
         run(t.cmd, errlog, t.env)
         if t.check:
             add(t.check())
+        if t.after:
+            t.after()
         if t.output:
             rm(t.output)
         if sc.lean:
@@ -398,6 +430,13 @@ def run_scenario(sc, runs, work):
             t.times.append(wall * t.scale)
             t.rss.append(rss)
             t.stage_rss = stage_rss
+            if t.stat:
+                m = re.search(t.stat, err)
+                if not m:
+                    raise RuntimeError(f"{t.name}: no /{t.stat}/ in its stderr: {err[-2000:]}")
+                t.stats.append(m.groups())
+            if t.after:
+                t.after()
             if t.output:
                 if t.size == "alloc":
                     t.out_size = allocated(t.output)
@@ -410,6 +449,8 @@ def run_scenario(sc, runs, work):
             f"{t.name} {t.times[-1]:.3f}s" for t in sc.tools))
     for t in sc.tools:
         t.drop_inputs()
+    if sc.after:
+        sc.after()
 
 
 # ---------------------------------------------------------------------------
@@ -482,23 +523,37 @@ def build_table(scenarios, used):
                 if t.note not in notes:
                     notes.append(t.note)
                 name += f" [{notes.index(t.note) + 1}]"
+            out = fmt_size(t.out_size)
+            if t.stats:
+                out += ("; " if out else "") + records_read(t.stats) + " records read"
             rows.append([
                 sc.title, name, f"{med:.3f}",
                 f"{min(t.times):.3f}–{max(t.times):.3f}",
-                f"{used / MiB / med:,.0f}",
+                f"{(t.rate or used) / MiB / med:,.0f}",
                 f"{max(t.rss) / MiB:.1f} MiB" + (
                     " (" + " + ".join(f"{r / MiB:.1f}" for r in t.stage_rss) + ")"
                     if t.stage_rss and len(t.stage_rss) > 1 else ""),
-                fmt_size(t.out_size), ratio,
+                out, ratio,
             ])
     return head, rows, notes
+
+
+def records_read(stats):
+    """"R of T" from a tool's (read, total) records of each run ("R1–R2
+    of T" when the runs differ)."""
+    got = sorted({int(r) for r, _ in stats})
+    total = stats[-1][1]
+    return (f"{got[0]}" if len(got) == 1 else f"{got[0]}–{got[-1]}") + f" of {total}"
 
 
 def targets(scenarios):
     """The issue's targets, as lines saying met or missed: save and clone at
     most 0.5x the fastest peer and 1.5x the read limit; restore at most 0.5x
     the fastest peer; compressed save at most 0.6x the fastest peer with an
-    output at most 2 % larger."""
+    output at most 2 % larger.  Files out of an image: cat at most 0.1x the
+    restore-and-copy way, reading no more records than hold the file's
+    data plus what finding a file in its directory reads; extract at most
+    0.7x; fsimg's peak RSS within its record cache's bound + 32 MiB."""
     by = {sc.key: sc for sc in scenarios}
 
     def med(t):
@@ -558,6 +613,43 @@ def targets(scenarios):
             g = 100.0 * (fs.out_size / peer.out_size - 1)
             line(g <= 2.0, f"zstd save: fsimg's output {fmt_size(fs.out_size)} is {g:+.1f} % "
                  f"of {peer.name}'s {fmt_size(peer.out_size)} (target <= +2 %)")
+
+    # Files out of an image: cat at most 0.1x the restore-and-copy way,
+    # reading only the records that hold the file (and the metadata on its
+    # path); extract at most 0.7x; memory bounded by the record cache.
+    for key, what, peer_max in (("cat", "cat one file", 0.1), ("extract", "extract /", 0.7)):
+        if key not in by:
+            continue
+        sc = by[key]
+        fs, peer = split(sc)
+        r = med(fs) / med(peer)
+        line(r <= peer_max, f"{what}: fsimg {med(fs):.3f} s = {r:.2f}x the restore-and-copy way "
+             f"({peer.name}, {med(peer):.3f} s; target <= {peer_max}x)")
+        got, total = max(int(x) for x, _ in fs.stats), int(fs.stats[-1][1])
+        held, sib = sc.facts.get("file_records"), sc.facts.get("sibling")
+        if key == "cat" and (held is None or sib is None):
+            out.append(f"no target checked: cat read {records_read(fs.stats)} records; "
+                       + (f"which hold the file is unknown ({sc.facts.get('why')})"
+                          if held is None else "the file has no sibling to measure the "
+                          "cost of finding it"))
+        elif key == "cat":
+            bound = held + sib[2]
+            line(got <= bound, f"cat reads only the records holding the file: {got} of {total} "
+                 f"records read; its data lies in {held}, and finding it reads at most "
+                 f"{sib[2]} (what cat reads for its smallest sibling, {sib[0]}, {sib[1]} bytes: "
+                 "the metadata on the path and the sibling's own record); target <= "
+                 f"{held} + {sib[2]} = {bound}")
+        else:
+            out.append(f"no target: extract / read {records_read(fs.stats)} records, "
+                       f"{got / total:.2f}x the image's (a record is decoded again each time "
+                       "it is needed after the cache evicted it)")
+        cache = sc.facts.get("cache")
+        if cache:
+            rss, bound = max(fs.rss), cache[0] + cache[1] + 32 * MiB
+            line(rss <= bound, f"{what}: fsimg's peak RSS {rss / MiB:.1f} MiB is bounded by its "
+                 f"record cache ({cache[0] / MiB:.0f} MiB of decoded records and "
+                 f"{cache[1] / MiB:.0f} MiB of record headers at most, src/access/image.rs; "
+                 f"target: at most that + 32 MiB, {bound / MiB:.0f} MiB)")
     return out
 
 
@@ -575,6 +667,393 @@ def md_table(head, rows):
     for r in rows:
         lines.append("| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |")
     return "\n".join(lines)
+
+# ---------------------------------------------------------------------------
+# Files out of an image: fsimg cat and fsimg extract against the way users
+# get files out of an image today, the restore-and-copy way (restore the
+# image to a file, mount it read-only, cp; FAT through mtools)
+
+
+FILES_KEYS = ("cat", "extract")   # `--only files` selects both
+CAT_SIZE = 100 * MiB              # cat copies the file closest to this size
+RECORDS_RE = r"(\d+) of the image's (\d+) records read"
+MOUNTS = []                       # mount points used, unmounted at exit after a failure
+
+
+@atexit.register
+def unmount_all():
+    for mnt in MOUNTS:
+        if os.path.ismount(mnt):
+            subprocess.run(["umount", mnt], stderr=subprocess.DEVNULL)
+
+
+def wait_released(src, limit=10.0):
+    """Waits until no loop device backs the file `src` and no process
+    (ntfs-3g, which exits a moment after umount) has it open."""
+    names = {src, os.path.realpath(src)}
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        held = False
+        for d in os.listdir("/sys/block"):
+            try:
+                with open(f"/sys/block/{d}/loop/backing_file") as f:
+                    held |= f.read().strip().removesuffix(" (deleted)") in names
+            except OSError:
+                pass
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                held |= any(os.readlink(f"/proc/{pid}/fd/{fd}") in names
+                            for fd in os.listdir(f"/proc/{pid}/fd"))
+            except OSError:
+                pass
+        if not held:
+            return
+        time.sleep(0.05)
+    log(f"   {src} still held {limit:.0f} s after umount; going on")
+
+
+def mount_ro(fs, src, mnt, part=None):
+    """Mounts the volume `src` (or partition `part` of the disk `src`)
+    read-only on `mnt`: a loop mount, or ntfs-3g for NTFS."""
+    os.makedirs(mnt, exist_ok=True)
+    MOUNTS.append(mnt)
+    if fs == "ntfs":
+        sh(["ntfs-3g", "-o", "ro", src, mnt])
+    else:
+        opts = "loop,ro" + (f",offset={part['off']},sizelimit={part['bytes']}" if part else "")
+        sh(["mount", "-o", opts, src, mnt])
+
+
+def unmount(mnt, src):
+    if os.path.ismount(mnt):
+        sh(["umount", mnt])
+    wait_released(src)
+
+
+def manifest(root):
+    """tools/files-manifest.py of a tree: {path: [type, mode, nlink, uid,
+    gid, size, mtime, sha256 or target, hard link]}."""
+    text = subprocess.run(["python3", os.path.join(HERE, "files-manifest.py"), root],
+                          capture_output=True, text=True, check=True).stdout
+    return {f[0]: f[1:] for f in (line.split("\t") for line in text.splitlines())}
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(4 * MiB), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def fiemap(path):
+    """[(physical byte offset, length)] of a file's extents (FS_IOC_FIEMAP)."""
+    out, start, n = [], 0, 512
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        while True:
+            buf = bytearray(struct.pack("=QQIIII", start, (1 << 64) - 1, 1, 0, n, 0)
+                            + bytes(56 * n))
+            fcntl.ioctl(fd, 0xC020660B, buf)  # FS_IOC_FIEMAP, FIEMAP_FLAG_SYNC
+            mapped = struct.unpack_from("=I", buf, 20)[0]
+            last = False
+            for i in range(mapped):
+                logical, phys, length = struct.unpack_from("=QQQ", buf, 32 + 56 * i)
+                flags = struct.unpack_from("=I", buf, 32 + 56 * i + 40)[0]
+                out.append((phys, length))
+                start = logical + length
+                last = flags & 1  # FIEMAP_EXTENT_LAST
+            if last or mapped == 0:
+                return out
+    finally:
+        os.close(fd)
+
+
+def ntfs_runs(vol, path, cluster):
+    """[(byte offset, length)] of the unnamed $DATA runs of an NTFS file
+    (ntfsinfo -v's runlist; holes left out)."""
+    text = out_of(["ntfsinfo", "-v", "-F", path, vol])
+    data = text.split("Dumping attribute $DATA", 1)[1].split("Dumping attribute", 1)[0]
+    return [(int(lcn, 16) * cluster, int(n, 16) * cluster) for lcn, n in
+            re.findall(r"^\s+0x[0-9a-f]+\s+0x([0-9a-f]+)\s+0x([0-9a-f]+)\s*$", data, re.M)]
+
+
+def fat_chain(vol, path, info):
+    """[(byte offset, length)] of a FAT file's clusters (mtools' mshowfat)."""
+    text = subprocess.run(["mshowfat", "-i", vol, "::" + path], capture_output=True, text=True,
+                          check=True, env=dict(os.environ, MTOOLS_SKIP_CHECK="1")).stdout
+    data = int(info["data starts at sector"]) * int(info["bytes per sector"])
+    cs = int(info["FAT cluster size"])
+    return [(data + (int(a) - 2) * cs, (int(b or a) - int(a) + 1) * cs)
+            for a, b in re.findall(r"<(\d+)(?:-(\d+))?>", text)]
+
+
+def image_records(img):
+    """(cluster size, [(first cluster, end cluster)] of each record) of an
+    fsimg image, from its record headers (formats/fsimg-image.md)."""
+    spans = []
+    with open(img, "rb") as f:
+        head = f.read(128)
+        hlen, flags, cs = (struct.unpack_from("<I", head, 12)[0],
+                           struct.unpack_from("<H", head, 18)[0], struct.unpack_from("<I", head, 20)[0])
+        pos = hlen
+        if flags & 4:  # a disk block follows the header
+            f.seek(pos + 4)
+            pos += struct.unpack("<I", f.read(4))[0]
+        while True:
+            f.seek(pos)
+            rec = f.read(36)
+            if rec[:4] not in (b"DATA", b"DATZ"):
+                return cs, spans
+            n, first, tlen, _, stored = struct.unpack_from("<IQIII", rec, 4)
+            table = f.read(tlen)
+            vals, v, shift = [], 0, 0
+            for b in table:
+                v |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    vals.append(v)
+                    v, shift = 0, 0
+            end = first
+            for skip, count in zip(vals[0::2], vals[1::2]):
+                end += skip + count
+            spans.append((first, end))
+            pos += 36 + tlen + stored
+
+
+def records_holding(img, ranges):
+    """How many records of the image hold some byte of `ranges` ([(offset,
+    length)] in the volume or disk)."""
+    cs, spans = image_records(img)
+    want = [(off // cs, (off + n - 1) // cs) for off, n in ranges if n]
+    return sum(1 for a, b in spans if any(x < b and a <= y for x, y in want))
+
+
+def record_cache():
+    """(payload, header) bytes fsimg's record cache keeps at most, from
+    src/access/image.rs, or None when the source is not there."""
+    try:
+        with open(os.path.join(HERE, "..", "src", "access", "image.rs")) as f:
+            text = f.read()
+    except OSError:
+        return None
+    got = [re.search(rf"pub const {name}: u64 = (\d+) << (\d+);", text)
+           for name in ("CACHE_BYTES", "HEADER_CACHE_BYTES")]
+    return tuple(int(m.group(1)) << int(m.group(2)) for m in got) if all(got) else None
+
+
+def restore_copy_script(fs, fsimg, part=None):
+    """The restore-and-copy way, a bash script (IMG RESTORED MNT OUT [PATH]):
+    fsimg -r the image to a file, mount it read-only (loop, or ntfs-3g;
+    FAT: mtools reads the file, the kernel here has no vfat), then cp PATH
+    to OUT, or without PATH cp -a the whole tree into the new directory
+    OUT.  Unmounting is left to the caller (untimed)."""
+    if fs == "fat32":
+        attach = "export MTOOLS_SKIP_CHECK=1"
+        one = 'mcopy -n -i "$restored" "::$path" "$out"'
+        tree = 'mkdir "$out"\n    mcopy -s -m -n -Q -i "$restored" "::/*" "$out/"'
+    else:
+        attach = ('ntfs-3g -o ro "$restored" "$mnt"' if fs == "ntfs" else
+                  "mount -o loop,ro" + (f",offset={part['off']},sizelimit={part['bytes']}"
+                                        if part else "") + ' "$restored" "$mnt"')
+        one = 'cp "$mnt$path" "$out"'
+        tree = 'cp -a "$mnt/." "$out"'
+    return f"""set -euo pipefail
+img=$1 restored=$2 mnt=$3 out=$4 path=${{5:-}}
+'{fsimg}' -q -r -o "$restored" "$img"
+{attach}
+if [ -n "$path" ]; then
+    {one}
+else
+    {tree}
+fi
+"""
+
+
+def files_scenarios(fsimg, src, fs, info, W, part=None):
+    """The scenarios cat and extract on the volume `src` (or partition
+    `part`, {"n", "off", "bytes"}, of the disk `src`), and a function that
+    removes their image.  The image (fsimg -s -z) and the reference tree
+    (tools/files-manifest.py of the volume mounted read-only, or copied
+    out with mcopy for FAT) are made untimed before the first of them runs;
+    the file cat copies is the one closest to 100 MiB."""
+    img, restored, mnt = W("files.img"), W("files.restored"), W("files.mnt")
+    cat_f, cat_p, ext_f, ext_p = W("cat.fsimg"), W("cat.peer"), W("extract.fsimg"), W("extract.peer")
+    script = W("restore-copy.sh")
+    pargs = ["--partition", str(part["n"])] if part else []
+    where = f"partition {part['n']}: " if part else ""
+    # Of manifest()'s fields: type, (mode,) size, (mtime,) sha256.
+    cols = [0, 1, 5, 6, 7] if fs == "ext4" else [0, 5, 7]
+    compared = "types, sizes, sha256" + (", modes, mtimes" if fs == "ext4" else "")
+    ref_what = ("the volume's, copied out with mcopy" if fs == "fat32" else
+                (f"partition {part['n']}'s" if part else "the volume's") + ", mounted read-only"
+                + (" with ntfs-3g" if fs == "ntfs" else ""))
+    st = {}
+
+    def prep():
+        """The image, the reference tree, the file for cat and where it lies."""
+        if st:
+            return st
+        log(f"files: fsimg -s -z -o {os.path.basename(img)} (untimed); reference tree of the volume")
+        rm(img)
+        sh([fsimg, "-q", "-s", "-z", "-o", img, src])
+        with open(script, "w") as f:
+            f.write(restore_copy_script(fs, fsimg, part))
+        def pick(ref):
+            return min((abs(int(v[5]) - CAT_SIZE), p) for p, v in ref.items() if v[0] == "f")[1]
+
+        ref_dir, ranges = W("files.ref"), None
+        if fs == "fat32":
+            rm(ref_dir)
+            os.makedirs(ref_dir)
+            sh(["mcopy", "-s", "-m", "-n", "-Q", "-i", src, "::/*", ref_dir + "/"],
+               env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+            try:
+                ref = manifest(ref_dir)
+            finally:
+                rm(ref_dir)
+        else:
+            mount_ro(fs, src, mnt, part)
+            try:
+                ref = manifest(mnt)
+                if fs == "ext4":
+                    ranges = fiemap(mnt + pick(ref))
+            finally:
+                unmount(mnt, src)
+        path = pick(ref)
+        try:
+            if fs == "ntfs":
+                ranges = ntfs_runs(src, path, int(info["NTFS cluster size"]))
+            elif fs == "fat32":
+                ranges = fat_chain(src, path, info)
+            held, why = records_holding(img, [(o + (part["off"] if part else 0), n)
+                                              for o, n in ranges]), ""
+        except Exception as e:  # noqa: BLE001 (a fact for the report, not a check)
+            held, why = None, f"{type(e).__name__}: {e}"
+        # What finding a file in that directory costs: the records cat reads
+        # for its smallest sibling (the metadata on the path, and the one
+        # record holding the sibling).
+        sib = min(((int(v[5]), p) for p, v in ref.items() if v[0] == "f" and int(v[5]) > 0
+                   and p != path and os.path.dirname(p) == os.path.dirname(path)), default=None)
+        if sib:
+            r = subprocess.run([fsimg, "cat", "--stats", *pargs, img, sib[1]],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               check=True)
+            sib = (sib[1], sib[0], int(re.search(RECORDS_RE, r.stderr).group(1)))
+        st.update(ref=ref, path=path, size=int(ref[path][5]), sha=ref[path][7], held=held,
+                  why=why, sibling=sib,
+                  tree_bytes=sum(int(v[5]) for v in ref.values() if v[0] == "f"),
+                  nfiles=sum(1 for v in ref.values() if v[0] == "f"))
+        log(f"files: cat {path} ({st['size'] / MiB:.1f} MiB; its data in "
+            f"{held if held is not None else '? (' + why + ')'} records"
+            + (f"; cat of {sib[0]} ({sib[1]} bytes) reads {sib[2]}" if sib else "")
+            + f"); extract / ({st['nfiles']} files, {st['tree_bytes'] / MiB:.0f} MiB)")
+        return st
+
+    def fresh(*paths):
+        def f():
+            if os.path.ismount(mnt):
+                unmount(mnt, restored)
+            for p in paths:
+                rm(p)
+        return f
+
+    def release():
+        if fs != "fat32":
+            unmount(mnt, restored)
+        rm(restored)
+
+    def same_file(out, what):
+        def f():
+            ok = sha256(out) == st["sha"]
+            return [(ok, f"{what}: {st['path']} " + ("==" if ok else "DIFFERS from")
+                     + f" {ref_what} (sha256)")]
+        return f
+
+    def same_tree(out, what):
+        def f():
+            got, ref = manifest(out), st["ref"]
+            sel = lambda v: [v[i] for i in cols] if v else None  # noqa: E731
+            diff = [p for p in sorted(set(got) | set(ref)) if sel(got.get(p)) != sel(ref.get(p))]
+            if not diff:
+                return [(True, f"{what}: the tree == {ref_what} ({len(ref)} entries: names, "
+                         f"{compared})")]
+            p = diff[0]
+            return [(False, f"{what}: {len(diff)} of {len(ref)} entries differ from {ref_what} "
+                     f"({compared}); first: {p}: {sel(got.get(p))} instead of {sel(ref.get(p))}")]
+        return f
+
+    how = {"ext4": "mount -o loop,ro"
+           + (",offset=OFF,sizelimit=SIZE (the partition)" if part else ""),
+           "ntfs": "ntfs-3g -o ro", "fat32": None}[fs]
+    with open("/proc/filesystems") as f:
+        vfat = "vfat" in f.read().split()
+    way = ("the restore-and-copy way, one bash script: fsimg -r -o FILE IMG (every core), "
+           + (f"{how} FILE MNT, " if how else "")
+           + "{copy}"
+           + ("; umount and removal of FILE untimed" if how else
+              " (mtools, not a mount: " + ("this kernel has no vfat driver" if not vfat else
+                                           "as where the kernel has no vfat driver")
+              + "); removal of FILE untimed")
+           + "; peak RSS is its largest process; MiB/s as for fsimg")
+    peer = "restore + " + ({"ext4": "mount", "ntfs": "ntfs-3g", "fat32": "mcopy"}[fs])
+    peer_cat, peer_extract = peer + (" + cp" if how else ""), peer + (" + cp -a" if how else " -s")
+
+    def cat_before(sc):
+        s = prep()
+        sc.title = f"{where}cat one file ({s['path']}, {s['size'] / MiB:.1f} MiB)"
+        sc.facts.update(file_records=s["held"], why=s["why"], sibling=s["sibling"],
+                        cache=record_cache())
+        sc.tools = [
+            Tool("fsimg cat", Cmd([fsimg, "cat", "--stats", *pargs, img, s["path"]], stdout=cat_f),
+                 setup=fresh(cat_f), output=cat_f, stat=RECORDS_RE, rate=s["size"],
+                 note="fsimg cat --stats of an image saved once, untimed, with fsimg -s -z; "
+                      "MiB/s of the file's bytes; records read as its --stats line says",
+                 check=same_file(cat_f, "fsimg cat")),
+            Tool(peer_cat,
+                 Cmd(["bash", script, img, restored, mnt, cat_p, s["path"]]),
+                 setup=fresh(cat_p, restored), after=release, output=cat_p, rate=s["size"],
+                 note=way.format(copy="cp MNT/PATH OUT" if how else "mcopy -i FILE ::PATH OUT"),
+                 check=same_file(cat_p, peer_cat)),
+        ]
+
+    def extract_before(sc):
+        s = prep()
+        sc.title = (f"{where}extract / ({s['nfiles']} files, {s['tree_bytes'] / MiB:.0f} MiB)")
+        sc.facts.update(cache=record_cache())
+        sc.tools = [
+            Tool("fsimg extract", Cmd([fsimg, "extract", *pargs, img, "/", "-C", ext_f]),
+                 setup=fresh(ext_f), output=ext_f, stat=RECORDS_RE, rate=s["tree_bytes"],
+                 note="fsimg extract IMG / -C DIR of the same image (modes, mtimes and owners "
+                      "kept); MiB/s of the files' bytes; records read as its summary line says",
+                 check=same_tree(ext_f, "fsimg extract /")),
+            Tool(peer_extract,
+                 Cmd(["bash", script, img, restored, mnt, ext_p]),
+                 setup=fresh(ext_p, restored), after=release, output=ext_p, rate=s["tree_bytes"],
+                 note=way.format(copy="cp -a MNT/. DIR" if how else
+                                 "mkdir DIR, mcopy -s -m -i FILE '::/*' DIR/"),
+                 check=same_tree(ext_p, peer_extract)),
+        ]
+
+    def drop():
+        rm(img)
+
+    return [Scenario("cat", "cat one file", [], before=cat_before),
+            Scenario("extract", "extract /", [], before=extract_before)], drop
+
+
+def pick_scenarios(scenarios, only, drop_files):
+    """The scenarios `--only` asks for (`files` is cat and extract); the
+    last files scenario removes the image they share."""
+    only = set(filter(None, only.split(",")))
+    if "files" in only:
+        only |= set(FILES_KEYS)
+    scenarios = [s for s in scenarios if not only or s.key in only]
+    files = [s for s in scenarios if s.key in FILES_KEYS]
+    if files:
+        files[-1].after = drop_files
+    return scenarios
+
 
 # ---------------------------------------------------------------------------
 # A whole disk (tools/make-bench-fs.sh --fs disk): fsimg against dd and the
@@ -947,8 +1426,13 @@ def disk_main(a, text):
                      "a plain copy of the used ranges"),
     ]))
 
-    only = set(filter(None, a.only.split(",")))
-    scenarios = [s for s in scenarios if not only or s.key in only]
+    # 7. Files out of the image (fsimg cat, fsimg extract) against the
+    # restore-and-copy way, on the ext4 partition (--partition N).
+    ext = next((p for p in parts if p["fam"] == "ext"), None)
+    files, drop_files = files_scenarios(fsimg, disk, "ext4", {}, W, ext) if ext else ([], None)
+    scenarios += files
+
+    scenarios = pick_scenarios(scenarios, a.only, drop_files)
 
     need = 3 * used * 1.05 + 2 * GiB
     if restore in scenarios and mem_available() < need:
@@ -1230,8 +1714,12 @@ def main():
                      "two threads can beat it)"),
     ]))
 
-    only = set(filter(None, a.only.split(",")))
-    scenarios = [s for s in scenarios if not only or s.key in only]
+    # 6. Files out of the image (fsimg cat, fsimg extract) against the
+    # restore-and-copy way.
+    files, drop_files = files_scenarios(fsimg, vol, fs, info, W)
+    scenarios += files
+
+    scenarios = pick_scenarios(scenarios, a.only, drop_files)
 
     # The restore scenario holds one image per tool plus one output: lean
     # mode if that would leave less than 2 GiB of the memory available.
@@ -1304,7 +1792,9 @@ def report(a, scenarios, used, elapsed, load_start, load_end, vol, title, summar
             md.append(f"- contents: {meta}")
         md.append(f"- {a.runs} timed runs per tool after one untimed warm-up, each round running "
                   "every tool once in a seeded shuffled order; median wall time; "
-                  "MiB/s = used bytes / median time; peak RSS = max ru_maxrss over the runs "
+                  "MiB/s = used bytes (of cat and extract: the bytes of the files they copy) "
+                  "/ median time; "
+                  "peak RSS = max ru_maxrss over the runs "
                   "(summed over pipeline stages); "
                   "fsimg/peer time > 1 means fsimg is slower; "
                   + (f"{PRETOUCH // MiB} MiB of memory written and freed before each run "

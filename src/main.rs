@@ -589,9 +589,14 @@ fn run(cli: Cli) -> Result<u8, Error> {
             } else {
                 paths
             };
+            let prefetch = |at: u64, len: u64| vol.prefetch(at, len);
             let opts = ops::extract::ExtractOptions {
                 overwrite,
                 owners: !no_owners && ops::extract::is_root(),
+                prefetch: vol
+                    .image
+                    .is_some()
+                    .then_some(&prefetch as ops::extract::Prefetch),
             };
             let s = ops::extract::extract(&*tree, &paths, &directory, opts, &report)?;
             if !quiet && !cli.quiet {

@@ -40,8 +40,24 @@ pub struct Volume {
     pub source: Arc<dyn Source>,
     /// The image holds metadata only (`-m`): file contents read as zeros.
     pub metadata_only: bool,
-    /// The fsimg image underneath, for its counters (records decoded).
+    /// The fsimg image underneath, for its counters (records decoded)
+    /// and read-ahead.
     pub image: Option<Arc<ImageSource>>,
+    /// Where the volume starts in the image's device (a partition's
+    /// start; 0 for a volume).
+    pub offset: u64,
+}
+
+impl Volume {
+    /// Decodes ahead into the image's cache the records holding volume
+    /// bytes `offset..offset + len`, for a reader about to read them (an
+    /// fsimg image; nothing for other sources). Errors are left for the
+    /// read itself to meet.
+    pub fn prefetch(&self, offset: u64, len: u64) {
+        if let Some(img) = &self.image {
+            let _ = img.prefetch(self.offset.saturating_add(offset), len);
+        }
+    }
 }
 
 /// [`open`], also saying whether the image holds metadata only and
@@ -62,6 +78,7 @@ pub fn open_volume_with_cache(
         source,
         metadata_only: false,
         image: None,
+        offset: 0,
     };
     if path.as_os_str() == "-" {
         return Err(image::not_seekable("standard input"));
@@ -105,24 +122,22 @@ pub fn open_volume_with_cache(
                 cache_bytes,
             )?);
             let metadata_only = img.header().flags & FLAG_METADATA != 0;
-            let source: Arc<dyn Source> = match (partition, img.disk()) {
+            let (source, offset): (Arc<dyn Source>, u64) = match (partition, img.disk()) {
                 (Some(n), Some(block)) => {
                     let table = block_table(block, &name)?;
                     let p = find_partition(&table.partitions, n, &name)?;
                     let (start, len) = (p.start, p.len);
-                    Arc::new(SourceView::new(
-                        img.clone(),
-                        start,
-                        len,
-                        format!("{name} partition {n}"),
-                    ))
+                    let view =
+                        SourceView::new(img.clone(), start, len, format!("{name} partition {n}"));
+                    (Arc::new(view), start)
                 }
-                _ => one_volume(img.clone())?.source,
+                _ => (one_volume(img.clone())?.source, 0),
             };
             Ok(Volume {
                 source,
                 metadata_only,
                 image: Some(img),
+                offset,
             })
         }
         Some(Format::Ntfsclone) => {

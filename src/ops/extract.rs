@@ -27,6 +27,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rustix::fs::{
     AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps, chownat, fchmod, fchown,
@@ -48,14 +49,25 @@ const CHUNK: usize = 1 << 20;
 /// the memory of a huge tree (a few hundred bytes each).
 pub const BATCH: usize = 1 << 16;
 
+/// Decodes ahead the image records holding volume bytes `(offset, len)`.
+pub type Prefetch<'a> = &'a (dyn Fn(u64, u64) + Sync);
+
+/// Bytes of file data read ahead of the file being written, at most: a
+/// third of the 64 MiB record cache, so that what is decoded ahead is
+/// still cached when it is read.
+const READ_AHEAD: u64 = 24 << 20;
+
 /// How to extract.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ExtractOptions {
+#[derive(Clone, Copy, Default)]
+pub struct ExtractOptions<'a> {
     /// Replace existing files, symlinks and special files (`--overwrite`).
     pub overwrite: bool,
     /// Give extracted files their owners and groups (by default when run
     /// as root, as tar does).
     pub owners: bool,
+    /// Decodes image records ahead on another thread while files are
+    /// written ([`crate::access::Volume::prefetch`]).
+    pub prefetch: Option<Prefetch<'a>>,
 }
 
 /// What an extraction made.
@@ -85,7 +97,7 @@ pub fn extract(
     tree: &dyn Tree,
     paths: &[String],
     dest: &Path,
-    opts: ExtractOptions,
+    opts: ExtractOptions<'_>,
     report: &dyn Report,
 ) -> Result<ExtractSummary> {
     std::fs::create_dir_all(dest).map_err(|e| Error::io("cannot create", dest, e))?;
@@ -142,7 +154,7 @@ pub fn extract(
 /// The state of one extraction.
 struct Extractor<'a> {
     tree: &'a dyn Tree,
-    opts: ExtractOptions,
+    opts: ExtractOptions<'a>,
     report: &'a dyn Report,
     /// The target directory, for messages.
     dest: PathBuf,
@@ -351,7 +363,39 @@ impl Extractor<'_> {
     fn flush(&mut self) {
         let mut pending = std::mem::take(&mut self.pending);
         pending.sort_by_key(|p| p.at);
+        let Some(prefetch) = self.opts.prefetch else {
+            return self.copy_pending(pending, &AtomicU64::new(0));
+        };
+        // Another thread decodes the records of the next files while this
+        // one writes: up to READ_AHEAD bytes past the file being written.
+        let reached = AtomicU64::new(0);
+        let ahead: Vec<(u64, u64)> = pending.iter().map(|p| (p.at, p.found.meta.size)).collect();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for (at, size) in ahead {
+                    loop {
+                        let r = reached.load(Ordering::Acquire);
+                        if r == u64::MAX {
+                            return;
+                        }
+                        if at <= r.saturating_add(READ_AHEAD) {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_micros(200));
+                    }
+                    prefetch(at, size.min(READ_AHEAD));
+                }
+            });
+            self.copy_pending(pending, &reached);
+            reached.store(u64::MAX, Ordering::Release);
+        });
+    }
+
+    /// Copies the pending files, sorted by volume offset, saying in
+    /// `reached` where on the volume the copy stands.
+    fn copy_pending(&mut self, pending: Vec<Pending>, reached: &AtomicU64) {
         for p in pending {
+            reached.fetch_max(p.at, Ordering::Release);
             let file = match self.open_beneath(&p.rel, OFlags::WRONLY) {
                 Ok(fd) => File::from(fd),
                 Err(e) => {

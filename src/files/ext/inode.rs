@@ -14,13 +14,7 @@ use crate::fs::ext::superblock::{Superblock, incompat, ro_compat};
 
 use super::corrupt;
 use crate::error::Result;
-
-/// `i_flags`: the file is encrypted (`EXT4_ENCRYPT_FL`).
-pub(super) const ENCRYPT_FL: u32 = 0x800;
-/// `i_flags`: `i_block` holds an extent tree (`EXT4_EXTENTS_FL`).
-pub(super) const EXTENTS_FL: u32 = 0x8_0000;
-/// `i_flags`: the data is in the inode (`EXT4_INLINE_DATA_FL`).
-pub(super) const INLINE_DATA_FL: u32 = 0x1000_0000;
+use crate::fs::ext::inode::flags;
 
 /// Offset of `i_extra_isize`.
 const I_EXTRA_ISIZE: usize = 0x80;
@@ -126,12 +120,12 @@ impl Node {
 
     /// Whether the file is encrypted.
     pub fn encrypted(&self) -> bool {
-        self.flags() & ENCRYPT_FL != 0
+        self.flags() & flags::ENCRYPT != 0
     }
 
     /// Whether the data is inside the inode.
     pub fn inline(&self) -> bool {
-        self.flags() & INLINE_DATA_FL != 0
+        self.flags() & flags::INLINE_DATA != 0
     }
 
     /// The 60 bytes of `i_block`.

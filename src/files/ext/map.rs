@@ -16,7 +16,8 @@ use crate::fs::ext::metadata::{EXTENT_MAGIC, INIT_MAX_LEN, extent_header_problem
 use crate::source::Source;
 
 use super::corrupt;
-use super::inode::{EXTENTS_FL, Node};
+use super::inode::Node;
+use crate::fs::ext::inode::flags::EXTENTS as EXTENTS_FL;
 
 /// Blocks `[logical, logical + len)` of a file at `[physical, physical +
 /// len)` of the volume; `init` is false for an unwritten (fallocated)

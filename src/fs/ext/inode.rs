@@ -32,6 +32,8 @@ pub const S_IFLNK: u16 = 0xA000;
 
 /// `i_flags` bits.
 pub mod flags {
+    /// The file is encrypted (`EXT4_ENCRYPT_FL`).
+    pub const ENCRYPT: u32 = 0x800;
     /// `i_blocks` counts filesystem blocks, not 512-byte sectors.
     pub const HUGE_FILE: u32 = 0x4_0000;
     /// `i_block` holds an extent tree.

@@ -412,6 +412,12 @@ enum FsTypeArg {
     Fat,
     /// NTFS.
     Ntfs,
+    /// exFAT.
+    Exfat,
+    /// XFS (v4 and v5, internal log).
+    Xfs,
+    /// btrfs (one device).
+    Btrfs,
     /// Copy every block (unknown filesystems, whole disks).
     Raw,
 }
@@ -423,6 +429,9 @@ impl From<FsTypeArg> for FsChoice {
             FsTypeArg::Ext => FsChoice::Ext,
             FsTypeArg::Fat => FsChoice::Fat,
             FsTypeArg::Ntfs => FsChoice::Ntfs,
+            FsTypeArg::Exfat => FsChoice::Exfat,
+            FsTypeArg::Xfs => FsChoice::Xfs,
+            FsTypeArg::Btrfs => FsChoice::Btrfs,
             FsTypeArg::Raw => FsChoice::Raw,
         }
     }

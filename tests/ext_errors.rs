@@ -81,7 +81,7 @@ fn bad_magic() {
     let c = Case::new("ext2-1k", |i| put_u16(i, SB + 0x38, 0x1234));
     c.refused(
         &[],
-        "no supported filesystem found (no ext superblock magic at byte 1080 (found 0x1234), no FAT or NTFS boot sector",
+        "no supported filesystem found (no ext superblock magic at byte 1080 (found 0x1234), no FAT, exFAT or NTFS boot sector, no XFS or btrfs superblock",
     );
     c.refused(
         &["--fs-type", "ext"],

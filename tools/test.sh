@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(e2fsprogs dosfstools mtools ntfs-3g zstd util-linux mount diffutils partclone gddrescue fdisk gdisk groff-base udpcast fuse3 python3 g++)
+PKGS=(e2fsprogs dosfstools mtools ntfs-3g zstd util-linux mount diffutils partclone gddrescue fdisk gdisk groff-base udpcast fuse3 exfatprogs exfat-fuse xfsprogs btrfs-progs python3 g++)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
     for p in "${PKGS[@]}"; do

@@ -260,9 +260,10 @@ pub fn open(src: Arc<dyn Source>, choice: FsChoice) -> Result<Box<dyn Tree>> {
                 FsChoice::Fat
             } else {
                 // The same message as a copy's: names what was found.
-                return Err(crate::fs::open(&*src, FsChoice::Auto)
-                    .err()
-                    .unwrap_or_else(|| Error::Usage("no filesystem recognised".into())));
+                return Err(match crate::fs::open(&*src, FsChoice::Auto) {
+                    Err(e) => e,
+                    Ok(fs) => not_readable(&*src, fs.kind().name()),
+                });
             }
         }
         c => c,
@@ -271,9 +272,21 @@ pub fn open(src: Arc<dyn Source>, choice: FsChoice) -> Result<Box<dyn Tree>> {
         FsChoice::Ext => Ok(Box::new(ext::ExtTree::open(src)?)),
         FsChoice::Fat => Ok(Box::new(fat::FatTree::open(src)?)),
         FsChoice::Ntfs => Ok(Box::new(ntfs::NtfsTree::open(src)?)),
+        FsChoice::Exfat => Err(not_readable(&*src, "exfat")),
+        FsChoice::Xfs => Err(not_readable(&*src, "xfs")),
+        FsChoice::Btrfs => Err(not_readable(&*src, "btrfs")),
         _ => Err(Error::Usage(format!(
             "{}: files can be read from ext2/3/4, FAT and NTFS volumes only",
             src.name()
         ))),
     }
+}
+
+/// The error for a volume fsimg copies but cannot read files from.
+fn not_readable(src: &dyn Source, fs: &str) -> Error {
+    Error::Usage(format!(
+        "{}: files can be read from ext2/3/4, FAT and NTFS volumes only, not {fs}; \
+         restore it and mount the copy",
+        src.name()
+    ))
 }

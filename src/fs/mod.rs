@@ -1,10 +1,13 @@
 //! Filesystem modules: they recognise a volume, describe it, and say which
 //! clusters are in use. They only read.
 
+pub mod btrfs;
+pub mod exfat;
 pub mod ext;
 pub mod fat;
 pub mod ntfs;
 pub mod raw;
+pub mod xfs;
 
 use crate::allocmap::AllocationMap;
 use crate::error::{Error, Result};
@@ -21,6 +24,12 @@ pub enum FsChoice {
     Fat,
     /// NTFS.
     Ntfs,
+    /// exFAT.
+    Exfat,
+    /// XFS (v4 and v5).
+    Xfs,
+    /// btrfs (one device).
+    Btrfs,
     /// Any content: every cluster is copied.
     Raw,
 }
@@ -44,6 +53,12 @@ pub enum FsKind {
     Fat32,
     /// NTFS.
     Ntfs,
+    /// exFAT.
+    Exfat,
+    /// XFS.
+    Xfs,
+    /// btrfs.
+    Btrfs,
 }
 
 impl FsKind {
@@ -58,6 +73,9 @@ impl FsKind {
             FsKind::Fat16 => "fat16",
             FsKind::Fat32 => "fat32",
             FsKind::Ntfs => "ntfs",
+            FsKind::Exfat => "exfat",
+            FsKind::Xfs => "xfs",
+            FsKind::Btrfs => "btrfs",
         }
     }
 
@@ -72,6 +90,9 @@ impl FsKind {
             FsKind::Fat16 => 6,
             FsKind::Fat32 => 7,
             FsKind::Ntfs => 8,
+            FsKind::Exfat => 9,
+            FsKind::Xfs => 10,
+            FsKind::Btrfs => 11,
         }
     }
 
@@ -86,6 +107,9 @@ impl FsKind {
             6 => FsKind::Fat16,
             7 => FsKind::Fat32,
             8 => FsKind::Ntfs,
+            9 => FsKind::Exfat,
+            10 => FsKind::Xfs,
+            11 => FsKind::Btrfs,
             _ => return None,
         })
     }
@@ -184,12 +208,24 @@ pub fn open(src: &dyn Source, choice: FsChoice) -> Result<Box<dyn Filesystem>> {
         FsChoice::Ext => Ok(Box::new(ext::Ext::open(src)?)),
         FsChoice::Fat => Ok(Box::new(fat::Fat::open(src)?)),
         FsChoice::Ntfs => Ok(Box::new(ntfs::Ntfs::open(src)?)),
+        FsChoice::Exfat => Ok(Box::new(exfat::Exfat::open(src)?)),
+        FsChoice::Xfs => Ok(Box::new(xfs::Xfs::open(src)?)),
+        FsChoice::Btrfs => Ok(Box::new(btrfs::Btrfs::open(src)?)),
         FsChoice::Auto => {
             if ntfs::Ntfs::probe(src)? {
                 return Ok(Box::new(ntfs::Ntfs::open(src)?));
             }
+            if exfat::Exfat::probe(src)? {
+                return Ok(Box::new(exfat::Exfat::open(src)?));
+            }
             if ext::Ext::probe(src)? {
                 return Ok(Box::new(ext::Ext::open(src)?));
+            }
+            if xfs::Xfs::probe(src)? {
+                return Ok(Box::new(xfs::Xfs::open(src)?));
+            }
+            if btrfs::Btrfs::probe(src)? {
+                return Ok(Box::new(btrfs::Btrfs::open(src)?));
             }
             if fat::Fat::probe(src)? {
                 return Ok(Box::new(fat::Fat::open(src)?));
@@ -204,7 +240,12 @@ pub fn open(src: &dyn Source, choice: FsChoice) -> Result<Box<dyn Filesystem>> {
 
 /// Whether `src` holds a filesystem fsimg recognises.
 pub fn probe_any(src: &dyn Source) -> Result<bool> {
-    Ok(ntfs::Ntfs::probe(src)? || ext::Ext::probe(src)? || fat::Fat::probe(src)?)
+    Ok(ntfs::Ntfs::probe(src)?
+        || exfat::Exfat::probe(src)?
+        || ext::Ext::probe(src)?
+        || xfs::Xfs::probe(src)?
+        || btrfs::Btrfs::probe(src)?
+        || fat::Fat::probe(src)?)
 }
 
 /// A short description of what an unrecognised volume starts with.
@@ -219,7 +260,7 @@ fn describe_unknown(src: &dyn Source) -> Result<String> {
         "the first 4 KiB are all zeros".to_string()
     } else {
         format!(
-            "no ext superblock magic at byte 1080 (found 0x{magic:04x}), no FAT or NTFS boot sector"
+            "no ext superblock magic at byte 1080 (found 0x{magic:04x}), no FAT, exFAT or NTFS boot sector, no XFS or btrfs superblock"
         )
     })
 }

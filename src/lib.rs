@@ -16,8 +16,9 @@
 //! Library code never prints and never exits: it reports through
 //! [`report::Report`] and returns [`error::Error`].
 
-// The one `unsafe` block is the global allocator's (page_alloc.rs), which
-// must implement an unsafe trait; everything else is safe code.
+// The `unsafe` blocks are the global allocator's (page_alloc.rs), which
+// must implement an unsafe trait, and the vmsplice of immutable zero pages
+// into a pipe (pipe.rs); everything else is safe code.
 #![deny(unsafe_code)]
 
 pub mod access;
@@ -37,6 +38,7 @@ pub mod mount;
 pub mod ops;
 #[allow(unsafe_code)]
 pub mod page_alloc;
+pub mod pipe;
 pub mod pool;
 pub mod report;
 pub mod safety;

@@ -14,6 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use crate::copier::Chunk;
 use crate::error::{Error, Result};
+use crate::pipe::StreamOut;
 use crate::safety;
 
 /// Receives the used bytes of a volume.
@@ -296,7 +297,7 @@ fn check_target(
 /// A file written front to back (an image), or standard output. A file
 /// this run created is removed unless [`OutputFile::commit`] is reached.
 pub struct OutputFile {
-    file: File,
+    file: StreamOut,
     name: String,
     /// Removes a file we created (or truncated) if the image is not finished.
     guard: RemoveOnDrop,
@@ -307,7 +308,7 @@ impl OutputFile {
     /// Standard output.
     pub fn stdout() -> Result<Self> {
         Ok(OutputFile {
-            file: stdout_file()?,
+            file: StreamOut::new(stdout_file()?),
             name: "standard output".into(),
             guard: RemoveOnDrop::new(None),
             regular: false,
@@ -335,7 +336,7 @@ impl OutputFile {
         })?;
         let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
         Ok(OutputFile {
-            file,
+            file: StreamOut::new(file),
             name: path.display().to_string(),
             // An overwritten file is removed too: a half-written image that
             // replaced an old one must not pass for complete.
@@ -353,6 +354,7 @@ impl OutputFile {
     pub fn commit(mut self) -> Result<()> {
         if self.regular {
             self.file
+                .file()
                 .sync_all()
                 .map_err(|e| Error::io("cannot sync", &self.name, e))?;
         }
@@ -377,28 +379,31 @@ impl Write for OutputFile {
 
 /// Standard output: the whole volume, unused space as zeros.
 pub struct StdoutSink {
-    out: File,
+    out: StreamOut,
     pos: u64,
     device_size: u64,
 }
-
-/// Zeros written for gaps, a block at a time.
-static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 impl StdoutSink {
     /// Writes a volume of `device_size` bytes to standard output.
     pub fn new(device_size: u64) -> Result<Self> {
         Ok(StdoutSink {
-            out: stdout_file()?,
+            out: StreamOut::new(stdout_file()?),
             pos: 0,
             device_size,
         })
     }
 
     fn zeros_to(&mut self, end: u64) -> Result<()> {
-        while self.pos < end {
-            let n = (end - self.pos).min(ZEROS.len() as u64) as usize;
-            self.write(&ZEROS[..n])?;
+        if end > self.pos {
+            self.out
+                .write_zeros(end - self.pos)
+                .map_err(|e| Error::Write {
+                    target: "standard output".into(),
+                    offset: self.pos,
+                    source: e,
+                })?;
+            self.pos = end;
         }
         Ok(())
     }

@@ -614,6 +614,8 @@ def targets(scenarios):
             line(g <= 2.0, f"zstd save: fsimg's output {fmt_size(fs.out_size)} is {g:+.1f} % "
                  f"of {peer.name}'s {fmt_size(peer.out_size)} (target <= +2 %)")
 
+    out += pipe_targets(by, med, line)
+
     # Files out of an image: cat at most 0.1x the restore-and-copy way,
     # reading only the records that hold the file (and the metadata on its
     # path); extract at most 0.7x; memory bounded by the record cache.
@@ -1095,6 +1097,112 @@ def limit_tools(src, ranges, W, what, copy_what):
              note="only the pwrites of the copy, from a buffer filled once: what filling the "
                   "new pages costs by itself, the floor for any sparse clone"),
     ]
+
+
+def pipe_scenarios(fsimg, vol, fs, W, pc_tool, img_f, ref_clone):
+    """Standard output through a pipe (issue 23): fsimg's streams and the
+    peers' through `| cat`, `| zstd -T0 -3` and `| gzip -1`, beside the pipe
+    floor: the same bytes (fsimg's image, and the zero-filled volume, which
+    is the sparse clone read back) through `dd bs=N | cat` at N = 4 KiB,
+    64 KiB and 1 MiB. `pc_tool(args, name)` makes a partclone Tool."""
+    def make_img():
+        sh([fsimg, "-q", "-s", "-o", img_f, vol])
+
+    def make_clone():
+        sh([fsimg, "-q", "-o", ref_clone, vol])
+
+    def tool(name, role, cmd, **kw):
+        t = Tool(name, cmd, **kw)
+        t.role = role
+        return t
+
+    cat, zst, gz = ["cat"], ["zstd", "-q", "-T0", "-3"], ["gzip", "-1"]
+    tools = [
+        tool("fsimg -s | cat", "image", Cmd([fsimg, "-q", "-s", "-o", "-", vol], cat)),
+        tool("fsimg -o - | cat", "raw", Cmd([fsimg, "-q", "-o", "-", vol], cat),
+             note="zero-filled raw volume"),
+        tool("fsimg -s -z 3 | cat", "imagez", Cmd([fsimg, "-q", "-s", "-z", "3", "-o", "-", vol], cat)),
+        tool("fsimg -s | zstd -T0 -3", "imagezstd", Cmd([fsimg, "-q", "-s", "-o", "-", vol], zst)),
+    ]
+    if fs == "ntfs":
+        tools.append(tool("ntfsclone -s | cat", "peer",
+                          Cmd(["ntfsclone", "-q", "-s", "-o", "-", vol], cat)))
+        tools.append(tool("ntfsclone -s | zstd -T0 -3", "peerzstd",
+                          Cmd(["ntfsclone", "-q", "-s", "-o", "-", vol], zst)))
+    tools.append(pc_tool(["-c", "-s", vol, "-o", "-"], [cat], "-c | cat", "peer"))
+    tools.append(pc_tool(["-c", "-s", vol, "-o", "-"], [zst], "-c | zstd -T0 -3", "peerzstd"))
+    if fs == "ext4":
+        tools.append(tool("e2image -ra - | cat", "peerraw", Cmd(["e2image", "-ra", vol, "-"], cat),
+                          note="raw, zero-filled: the bytes of fsimg -o -"))
+    tools.append(tool("dd volume bs=4M | cat", "dd",
+                      Cmd(["dd", f"if={vol}", "bs=4M", "status=none"], cat)))
+    for n in ("4K", "64K", "1M"):
+        tools.append(tool(f"dd image bs={n} | cat", "floorimage",
+                          Cmd(["dd", f"if={img_f}", f"bs={n}", "status=none"], cat),
+                          inputs=[(img_f, make_img)], note="pipe floor for fsimg -s's bytes"))
+        tools.append(tool(f"dd clone bs={n} | cat", "floorraw",
+                          Cmd(["dd", f"if={ref_clone}", f"bs={n}", "status=none"], cat),
+                          inputs=[(ref_clone, make_clone)],
+                          note="pipe floor for fsimg -o -'s bytes (the sparse clone read back)"))
+    gzip = [tool("fsimg -s | gzip -1", "imagegzip", Cmd([fsimg, "-q", "-s", "-o", "-", vol], gz))]
+    if fs == "ntfs":
+        gzip.append(tool("ntfsclone -s | gzip -1", "peergzip",
+                         Cmd(["ntfsclone", "-q", "-s", "-o", "-", vol], gz)))
+    gzip.append(pc_tool(["-c", "-s", vol, "-o", "-"], [gz], "-c | gzip -1", "peergzip"))
+
+    def cleanup():
+        rm(img_f)
+        rm(ref_clone)
+
+    pipe = Scenario("pipe", "standard output through a pipe", tools, after=cleanup)
+    return [pipe, Scenario("gzip", "standard output through gzip -1", gzip)]
+
+
+def pipe_targets(by, med, line):
+    """Issue 23's targets for the pipe rows."""
+    out = []
+    if "pipe" in by:
+        ts = by["pipe"].tools
+
+        def role(r):
+            return [t for t in ts if getattr(t, "role", None) == r]
+
+        img, raw = role("image")[0], role("raw")[0]
+        peers = role("peer") + role("peerraw")
+        best = min(peers, key=med)
+        r = med(img) / med(best)
+        line(r <= 0.5, f"pipe: fsimg -s | cat {med(img):.3f} s = {r:.2f}x the fastest peer stream "
+             f"({best.name}, {med(best):.3f} s; target <= 0.5x)")
+        floor = min(role("floorimage"), key=med)
+        r = med(img) / med(floor)
+        line(r <= 1.2, f"pipe: fsimg -s | cat {med(img):.3f} s = {r:.2f}x the pipe floor for its "
+             f"bytes ({floor.name}, {med(floor):.3f} s; target <= 1.2x)")
+        floor_raw = min(role("floorraw"), key=med)
+        e2 = role("peerraw")
+        if e2:
+            r, rf = med(raw) / med(e2[0]), med(raw) / med(floor_raw)
+            line(r <= 0.8 or rf <= 1.2,
+                 f"pipe: fsimg -o - | cat {med(raw):.3f} s = {r:.2f}x {e2[0].name} "
+                 f"({med(e2[0]):.3f} s; target <= 0.8x) and {rf:.2f}x the pipe floor for its "
+                 f"bytes ({floor_raw.name}, {med(floor_raw):.3f} s; or <= 1.2x)")
+        dd = role("dd")[0]
+        r = med(raw) / med(dd)
+        line(r <= 0.5, f"pipe: fsimg -o - | cat {med(raw):.3f} s = {r:.2f}x {dd.name} "
+             f"({med(dd):.3f} s; target <= 0.5x)")
+        for mine, theirs, what in (("imagez", None, "fsimg -s -z 3 | cat"),
+                                   ("imagezstd", "peerzstd", "fsimg -s | zstd -T0 -3")):
+            t = role(mine)[0]
+            if theirs and role(theirs):
+                p = min(role(theirs), key=med)
+                out.append(f"no target: {what} {med(t):.3f} s = {med(t) / med(p):.2f}x "
+                           f"{p.name} ({med(p):.3f} s)")
+    if "gzip" in by:
+        ts = by["gzip"].tools
+        mine = next(t for t in ts if t.role == "imagegzip")
+        p = min((t for t in ts if t is not mine), key=med)
+        out.append(f"no target: fsimg -s | gzip -1 {med(mine):.3f} s = "
+                   f"{med(mine) / med(p):.2f}x {p.name} ({med(p):.3f} s)")
+    return out
 
 
 def disk_layout(disk, text):
@@ -1714,7 +1822,15 @@ def main():
                      "two threads can beat it)"),
     ]))
 
-    # 6. Files out of the image (fsimg cat, fsimg extract) against the
+    # 6. Standard output through a pipe, beside the pipe floor.
+    def pc_tool(args, after, what, role):
+        t = Tool(pc_name + what, Cmd(partclone(*args), *after), env=pc_env, note=pc_note)
+        t.role = role
+        return t
+
+    scenarios += pipe_scenarios(fsimg, vol, fs, W, pc_tool, W("pipe.fsimg"), W("pipe.clone"))
+
+    # 7. Files out of the image (fsimg cat, fsimg extract) against the
     # restore-and-copy way.
     files, drop_files = files_scenarios(fsimg, vol, fs, info, W)
     scenarios += files

@@ -18,7 +18,7 @@
 #             (PCT + 10) % + 4 x PCT % of SIZE in /dev/shm; with the default
 #             size, if /dev/shm has less room, the largest power-of-two size
 #             that fits is used instead, and said
-#   --only:   comma-separated subset of save,clone,restore,zstd,limit,files
+#   --only:   comma-separated subset of save,clone,restore,zstd,limit,pipe,gzip,files
 #             (and savefile, for the disk); files is cat and extract, which
 #             can also be asked for alone
 #   --smoke:  the CI form, to see that every tool still runs and every output
@@ -67,6 +67,14 @@
 #   zstd     fsimg -s -z 3 -o - VOL >OUT | ntfsclone -s -o - VOL | zstd -T0 -3 >OUT (NTFS)
 #            | partclone.FS -c -s VOL -o - | zstd -T0 -3 >OUT
 #   limit    dd if=VOL bs=4M (time x used fraction) | pread of the used ranges only
+#   pipe     standard output through a pipe: fsimg -s -o - VOL | cat, fsimg -o - VOL | cat
+#            (zero-filled), fsimg -s -z 3 -o - VOL | cat, fsimg -s -o - VOL | zstd -T0 -3,
+#            beside ntfsclone -s -o - (NTFS), partclone.FS -c -o - and e2image -ra VOL -
+#            (ext4) through the same, dd if=VOL bs=4M | cat, and the pipe floor:
+#            fsimg's image and its sparse clone (the bytes of -o -) through
+#            dd bs=4K|64K|1M | cat
+#   gzip     fsimg -s -o - VOL | gzip -1 | ntfsclone -s -o - VOL | gzip -1 (NTFS)
+#            | partclone.FS -c -s VOL -o - | gzip -1
 #   files    files out of an image (IMG: fsimg -s -z -o IMG VOL, once, untimed)
 #            against the restore-and-copy way, one timed script: fsimg -r -o
 #            FILE IMG, mount -o loop,ro FILE MNT (NTFS: ntfs-3g -o ro; FAT: no

@@ -674,3 +674,98 @@ fn unreadable_agf_in_rescue_copies_its_ag() {
     let e = expected_in("xfs", "v5-default");
     assert!(a.map.used_clusters() > expected_u64(&e, "used_blocks"));
 }
+
+/// An XFS volume inside a GPT disk made here with sfdisk: the disk is
+/// saved and restored, the partition holds the volume's used blocks
+/// (zeros elsewhere) and passes xfs_repair; the table is kept.
+#[test]
+fn whole_disk_with_an_xfs_partition() {
+    if !have("sfdisk") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let vol = unpack("v5-default", dir.path());
+    let disk = dir.path().join("disk.img");
+    let v = fs::read(&vol).unwrap();
+    {
+        let f = fs::File::create(&disk).unwrap();
+        f.set_len(v.len() as u64 + (4 << 20)).unwrap();
+    }
+    let mut child = Command::new("sfdisk")
+        .arg("-q")
+        .arg(&disk)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            format!(
+                "label: gpt\nstart=2048, size={}, type=linux\n",
+                v.len() / 512
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    {
+        use std::os::unix::fs::FileExt;
+        let f = fs::OpenOptions::new().write(true).open(&disk).unwrap();
+        f.write_all_at(&v, 1 << 20).unwrap();
+    }
+    let d = disk.to_str().unwrap();
+    let info = run_ok(&["info", d]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(text.contains("partition table      gpt"), "{text}");
+    assert!(text.contains(", xfs, used "), "{text}");
+    let img = dir.path().join("disk.fsimg");
+    run_ok(&["-q", "-s", "-z", "-o", img.to_str().unwrap(), d]);
+    run_ok(&["verify", img.to_str().unwrap()]);
+    let restored = dir.path().join("restored.img");
+    run_ok(&[
+        "-q",
+        "-r",
+        "-o",
+        restored.to_str().unwrap(),
+        img.to_str().unwrap(),
+    ]);
+    let r = fs::read(&restored).unwrap();
+    let whole = fs::read(&disk).unwrap();
+    assert_eq!(r.len(), whole.len());
+    assert!(r[..1 << 20] == whole[..1 << 20], "table and gap differ");
+    let part = dir.path().join("part.img");
+    fs::write(&part, &r[1 << 20..(1 << 20) + v.len()]).unwrap();
+    assert_clone_used_only("disk partition 1", &vol, &part);
+    xfs_repair_clean(&part);
+}
+
+/// `--rescue --mapfile` on a readable volume: the same clone, and a
+/// mapfile with every used range rescued.
+#[test]
+fn rescue_with_a_mapfile() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = unpack("v5-noreflink", dir.path());
+    let s = src.to_str().unwrap();
+    let clone = dir.path().join("clone.img");
+    run_ok(&["-q", "-o", clone.to_str().unwrap(), s]);
+    let rescued = dir.path().join("rescued.img");
+    let map = dir.path().join("r.map");
+    run_ok(&[
+        "-q",
+        "--rescue",
+        "--mapfile",
+        map.to_str().unwrap(),
+        "-O",
+        rescued.to_str().unwrap(),
+        s,
+    ]);
+    assert!(fs::read(&rescued).unwrap() == fs::read(&clone).unwrap());
+    let m = fs::read_to_string(&map).unwrap();
+    assert!(
+        !m.lines().any(|l| l.contains("  -") || l.contains("  *")),
+        "{m}"
+    );
+    xfs_repair_clean(&rescued);
+}

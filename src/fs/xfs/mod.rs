@@ -427,3 +427,160 @@ impl Filesystem for Xfs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::agf::Agf;
+    use super::*;
+    use crate::source::MemSource;
+
+    /// A v4 superblock: `agcount` AGs of `agblocks` blocks of `bs` bytes,
+    /// a log of `logblocks` blocks at AG 0 block 8.
+    fn sb_bytes(bs: u32, agblocks: u32, agcount: u32, logblocks: u32) -> Vec<u8> {
+        let mut b = vec![0u8; 512];
+        b[0..4].copy_from_slice(&SB_MAGIC.to_be_bytes());
+        b[4..8].copy_from_slice(&bs.to_be_bytes());
+        let dblocks = u64::from(agblocks) * u64::from(agcount);
+        b[8..16].copy_from_slice(&dblocks.to_be_bytes());
+        b[48..56].copy_from_slice(&8u64.to_be_bytes());
+        b[84..88].copy_from_slice(&agblocks.to_be_bytes());
+        b[88..92].copy_from_slice(&agcount.to_be_bytes());
+        b[96..100].copy_from_slice(&logblocks.to_be_bytes());
+        b[100..102].copy_from_slice(&0xb4a4u16.to_be_bytes());
+        b[102..104].copy_from_slice(&512u16.to_be_bytes());
+        b[120] = bs.trailing_zeros() as u8;
+        b[124] = agblocks.next_power_of_two().trailing_zeros() as u8;
+        b
+    }
+
+    #[test]
+    fn ags_past_16_tib_use_64_bit_offsets() {
+        // 64 KiB blocks, 1 TiB AGs (2^24 blocks), 20 AGs: 20 TiB.
+        let sb = Superblock::from_bytes(&sb_bytes(65536, 1 << 24, 20, 1024)).unwrap();
+        assert_eq!(sb.ag_byte(17, 5), (17u64 << 40) + 5 * 65536);
+        assert_eq!(sb.ag_length(19), 1 << 24);
+        assert_eq!(sb.dblocks * u64::from(sb.block_size), 20u64 << 40);
+        assert_eq!(sb.log_block(), Some(8));
+    }
+
+    #[test]
+    fn bad_geometry_is_refused() {
+        let mut b = sb_bytes(4096, 1000, 4, 64);
+        b[124] = 11; // agblklog: 10 is log2(1000) rounded up
+        assert_eq!(
+            Superblock::from_bytes(&b).unwrap_err().to_string(),
+            "xfs: invalid superblock: sb_agblklog 11 at byte 124 (log2 of sb_agblocks rounded up)"
+        );
+        let mut b = sb_bytes(4096, 1000, 4, 64);
+        b[8..16].copy_from_slice(&5000u64.to_be_bytes());
+        assert!(matches!(
+            Superblock::from_bytes(&b),
+            Err(XfsError::Geometry {
+                field: "sb_dblocks",
+                ..
+            })
+        ));
+    }
+
+    fn agf(flfirst: u32, fllast: u32, flcount: u32) -> Agf {
+        Agf {
+            length: 1000,
+            bno_root: 1,
+            cnt_root: 2,
+            bno_level: 1,
+            cnt_level: 1,
+            flfirst,
+            fllast,
+            flcount,
+            freeblks: 0,
+            longest: 0,
+            btreeblks: 0,
+            rmap_blocks: 0,
+        }
+    }
+
+    #[test]
+    fn agfl_ring_wraps() {
+        let sb = Superblock::from_bytes(&sb_bytes(4096, 1000, 4, 64)).unwrap();
+        // v4: 128 slots of 4 bytes in a 512-byte sector.
+        let mut raw = vec![0u8; 512];
+        for (slot, block) in [(126usize, 10u32), (127, 11), (0, 12), (1, 13)] {
+            raw[slot * 4..slot * 4 + 4].copy_from_slice(&block.to_be_bytes());
+        }
+        assert_eq!(
+            agfl::free_list(&sb, &agf(126, 1, 4), 0, 1536, &raw).unwrap(),
+            vec![10, 11, 12, 13]
+        );
+        assert_eq!(
+            agfl::free_list(&sb, &agf(126, 1, 3), 0, 1536, &raw)
+                .unwrap_err()
+                .to_string(),
+            "xfs: AGF of AG 0 at byte 512: agf_flcount is 3, expected 4 (the AGFL ring from slot 126 to slot 1 of 128)"
+        );
+        raw[4..8].copy_from_slice(&5000u32.to_be_bytes());
+        assert_eq!(
+            agfl::free_list(&sb, &agf(126, 1, 4), 0, 1536, &raw).unwrap_err(),
+            XfsError::AgflEntry {
+                ag: 0,
+                offset: 1536,
+                index: 1,
+                block: 5000
+            }
+        );
+    }
+
+    /// A volume whose log (8 blocks of 4 KiB = 64 sectors at block 8)
+    /// holds one record at sector `at`: `logops` operations, the first
+    /// with `flags`, cycle 1; later sectors of cycle `rest`.
+    fn log_volume(at: usize, logops: u32, flags: u8, rest: u32) -> (Superblock, MemSource) {
+        let bytes = sb_bytes(4096, 1000, 4, 8);
+        let sb = Superblock::from_bytes(&bytes).unwrap();
+        let mut vol = vec![0u8; 4000 * 4096];
+        vol[..512].copy_from_slice(&bytes);
+        let log = 8 * 4096;
+        for s in 0..64 {
+            let c = if s <= at + 1 { 1u32 } else { rest };
+            vol[log + s * 512..log + s * 512 + 4].copy_from_slice(&c.to_be_bytes());
+        }
+        let h = log + at * 512;
+        vol[h..h + 4].copy_from_slice(&0xFEED_BABEu32.to_be_bytes());
+        vol[h + 4..h + 8].copy_from_slice(&1u32.to_be_bytes());
+        vol[h + 8..h + 12].copy_from_slice(&2u32.to_be_bytes());
+        vol[h + 12..h + 16].copy_from_slice(&512u32.to_be_bytes());
+        vol[h + 40..h + 44].copy_from_slice(&logops.to_be_bytes());
+        vol[h + 320..h + 324].copy_from_slice(&32768u32.to_be_bytes());
+        vol[h + 512 + 9] = flags;
+        (sb, MemSource::new(vol, "log"))
+    }
+
+    #[test]
+    fn log_head_and_unmount_record() {
+        let (sb, src) = log_volume(0, 1, 0x20, 0);
+        assert_eq!(
+            log::state(&src, &sb, 8).unwrap(),
+            LogState::Clean { head: 2 }
+        );
+        let (sb, src) = log_volume(4, 3, 0x20, 0);
+        assert_eq!(
+            log::state(&src, &sb, 8).unwrap(),
+            LogState::Dirty {
+                reason: "the last log record (block 4 of the log) is not an unmount record".into()
+            }
+        );
+        let (sb, src) = log_volume(0, 1, 0x02, 0);
+        assert!(matches!(
+            log::state(&src, &sb, 8).unwrap(),
+            LogState::Dirty { .. }
+        ));
+        // Every sector of cycle 1: the head is at the wrap point, and the
+        // last record (sectors 62 and 63) ends there.
+        let (sb, src) = log_volume(62, 1, 0x20, 1);
+        assert_eq!(
+            log::state(&src, &sb, 8).unwrap(),
+            LogState::Clean { head: 0 }
+        );
+        let zero = vec![0u8; 4000 * 4096];
+        let src = MemSource::new(zero, "zeroed");
+        assert_eq!(log::state(&src, &sb, 8).unwrap(), LogState::Empty);
+    }
+}

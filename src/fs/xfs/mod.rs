@@ -583,4 +583,95 @@ mod tests {
         let src = MemSource::new(zero, "zeroed");
         assert_eq!(log::state(&src, &sb, 8).unwrap(), LogState::Empty);
     }
+
+    /// A sparse source: stored pieces on zeros.
+    struct Sparse {
+        size: u64,
+        pieces: std::collections::BTreeMap<u64, Vec<u8>>,
+    }
+
+    impl Source for Sparse {
+        fn size(&self) -> u64 {
+            self.size
+        }
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+            let end = offset + buf.len() as u64;
+            assert!(end <= self.size);
+            buf.fill(0);
+            for (&at, p) in self.pieces.range(..end) {
+                let (from, to) = (at.max(offset), (at + p.len() as u64).min(end));
+                if from < to {
+                    buf[(from - offset) as usize..(to - offset) as usize]
+                        .copy_from_slice(&p[(from - at) as usize..(to - at) as usize]);
+                }
+            }
+            Ok(())
+        }
+        fn name(&self) -> &str {
+            "sparse"
+        }
+    }
+
+    /// 17 AGs of 1 TiB (64 KiB blocks): AGs 16 starts at 16 TiB. Each AG
+    /// has one free extent (blocks 100 to the end) and one AGFL block (3).
+    #[test]
+    fn a_17_tib_volume_maps_every_ag() {
+        const BS: u64 = 65536;
+        const AGB: u32 = 1 << 24;
+        let mut pieces = std::collections::BTreeMap::new();
+        let free = AGB - 100;
+        let mut sb = sb_bytes(BS as u32, AGB, 17, 16);
+        sb[144..152].copy_from_slice(&(17 * u64::from(free + 1)).to_be_bytes());
+        pieces.insert(0, sb);
+        let be = |v: u32| v.to_be_bytes();
+        for ag in 0..17u32 {
+            let base = u64::from(ag) * u64::from(AGB) * BS;
+            let mut agf = vec![0u8; 512];
+            for (o, v) in [
+                (0, agf::AGF_MAGIC),
+                (4, 1),
+                (8, ag),
+                (12, AGB),
+                (16, 1),
+                (20, 2),
+                (28, 1),
+                (32, 1),
+                (40, 0),
+                (44, 0),
+                (48, 1),
+                (52, free),
+                (56, free),
+            ] {
+                agf[o..o + 4].copy_from_slice(&be(v));
+            }
+            pieces.insert(base + 512, agf);
+            let mut agfl = vec![0u8; 512];
+            agfl[..4].copy_from_slice(&be(3));
+            pieces.insert(base + 1536, agfl);
+            for (block, magic) in [(1u64, 0x4142_5442u32), (2, 0x4142_5443)] {
+                let mut b = vec![0u8; 24];
+                b[..4].copy_from_slice(&be(magic));
+                b[6..8].copy_from_slice(&1u16.to_be_bytes());
+                b[8..16].fill(0xff);
+                b[16..20].copy_from_slice(&be(100));
+                b[20..24].copy_from_slice(&be(free));
+                pieces.insert(base + block * BS, b);
+            }
+        }
+        let src = Sparse {
+            size: 17 * u64::from(AGB) * BS,
+            pieces,
+        };
+        let xfs = Xfs::open(&src).unwrap();
+        assert_eq!(xfs.log_state(), &LogState::Empty);
+        assert_eq!(xfs.device_size(), 17u64 << 40);
+        let a = xfs.allocation(&src).unwrap();
+        assert!(a.inconsistencies.is_empty(), "{:?}", a.inconsistencies);
+        assert!(a.warnings.is_empty(), "{:?}", a.warnings);
+        assert_eq!(a.map.used_clusters(), 17 * 99);
+        let ag16 = 16 * u64::from(AGB);
+        assert!(a.map.is_used(ag16 + 99) && a.map.is_used(ag16 + 2));
+        assert!(!a.map.is_used(ag16 + 3) && !a.map.is_used(ag16 + 100));
+        assert!(!a.map.is_used(17 * u64::from(AGB) - 1));
+    }
 }

@@ -471,6 +471,16 @@ mod tests {
             Superblock::from_bytes(&b).unwrap_err().to_string(),
             "xfs: invalid superblock: sb_agblklog 11 at byte 124 (log2 of sb_agblocks rounded up)"
         );
+        // sb_blocklog 200 (found by fuzzing: a shift overflowed).
+        let mut b = sb_bytes(4096, 1000, 4, 64);
+        b[120] = 200;
+        assert!(matches!(
+            Superblock::from_bytes(&b),
+            Err(XfsError::Geometry {
+                field: "sb_blocksize",
+                ..
+            })
+        ));
         let mut b = sb_bytes(4096, 1000, 4, 64);
         b[8..16].copy_from_slice(&5000u64.to_be_bytes());
         assert!(matches!(

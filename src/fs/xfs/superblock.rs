@@ -220,7 +220,7 @@ impl Superblock {
         if !(512..=65536).contains(&bs)
             || !bs.is_power_of_two()
             || bs < u32::from(ss)
-            || 1u32 << sb.blocklog != bs
+            || u32::from(sb.blocklog) != bs.trailing_zeros()
         {
             return Err(geo(
                 "sb_blocksize",

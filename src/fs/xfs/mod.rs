@@ -61,13 +61,19 @@ struct AgCounts {
 }
 
 impl Xfs {
-    /// Whether `src` starts with the XFS superblock magic.
+    /// Whether `src` starts with the XFS superblock magic. An unreadable
+    /// first sector is not XFS to this module (it does not fall back to
+    /// the AG 1 superblock), so the probes of filesystems with a backup
+    /// boot sector (FAT32, NTFS) still run.
     pub fn probe(src: &dyn Source) -> Result<bool> {
         if src.size() < 512 {
             return Ok(false);
         }
-        let m = src.read_vec(0, 4)?;
-        Ok(u32::from_be_bytes([m[0], m[1], m[2], m[3]]) == SB_MAGIC)
+        match src.read_vec(0, 4) {
+            Ok(m) => Ok(u32::from_be_bytes([m[0], m[1], m[2], m[3]]) == SB_MAGIC),
+            Err(Error::Read { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads and checks the superblock, refuses what cannot be copied,

@@ -350,7 +350,7 @@ impl Filesystem for Xfs {
             LogState::Empty | LogState::Clean { .. } => None,
             LogState::Dirty { reason } => Some(Unclean {
                 problem: format!(
-                    "the log is dirty: {reason} (the filesystem is mounted or was not cleanly unmounted)"
+                    "the log is dirty: {reason} (the filesystem is mounted or was not cleanly unmounted; blocks allocated since its last checkpoint are free in the on-disk map and would not be copied)"
                 ),
                 hint: "mount it once and unmount it to replay the log (xfs_repair -L would zero the log and lose the changes in it)",
             }),

@@ -777,3 +777,20 @@ fn rescue_with_a_mapfile() {
     );
     xfs_repair_clean(&rescued);
 }
+
+/// `--fs-type xfs` on another filesystem names the magic it found; Auto
+/// does not take it for XFS.
+#[test]
+fn fs_type_xfs_on_an_ext_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("ext.img");
+    fs::write(&p, ext_image("ext2-1k")).unwrap();
+    let out = dir.path().join("o.img");
+    let (o, s) = (out.to_str().unwrap(), p.to_str().unwrap());
+    run_err(
+        &["-q", "--fs-type", "xfs", "-o", o, s],
+        "xfs: bad superblock magic 0x00000000 at byte 0 (expected 0x58465342, \"XFSB\")",
+    );
+    let info = run_ok(&["info", s]);
+    assert!(String::from_utf8_lossy(&info.stdout).contains("ext2"));
+}

@@ -9,6 +9,8 @@
 #    where the machine has them;
 #  - corpus/files_ext, files_fat, files_ntfs: the same volumes as the
 #    FS_volume targets;
+#  - corpus/xfs_volume: the testdata/xfs volumes in the sparse form of
+#    fsimg::fuzz::SparseVolume (their non-zero used sectors);
 #  - corpus/disk_table: 2 MiB disks with tables by sfdisk and sgdisk;
 #  - corpus/mapfile: mapfiles as GNU ddrescue and fsimg write them;
 #  - corpus/random_access: the image, ntfsclone and partclone seeds.
@@ -126,6 +128,42 @@ fi
 rm -f "$tmp/n.img"; truncate -s 2M "$tmp/n.img"
 mkntfs -q -F -f "$tmp/n.img" >/dev/null 2>&1
 seed_vol ntfs_volume ntfs "$tmp/n.img"
+# XFS: each testdata/xfs volume cloned (free blocks read as zeros), then its
+# non-zero sectors in fsimg::fuzz::SparseVolume's form (u32 size in
+# sectors; u32 first sector, u16 count, sectors), where that fits 2 MiB.
+mkdir -p "$fuzz/corpus/xfs_volume"
+for z in testdata/xfs/*.img.zst; do
+    name=$(basename "$z" .img.zst)
+    zstd -dqc "$z" >"$tmp/x.img"
+    rm -f "$tmp/xc.img"
+    "$bin" -q -f -o "$tmp/xc.img" "$tmp/x.img" || continue
+    # The log's sectors are stamped with cycle numbers: keep its first 512.
+    info=$("$bin" info "$tmp/x.img")
+    bs=$(echo "$info" | sed -n 's/^block size  *//p')
+    log=$(echo "$info" | sed -n 's/^log  *internal, \([0-9]*\) blocks at block \([0-9]*\) .*/\2 \1/p')
+    python3 - "$tmp/xc.img" "$fuzz/corpus/xfs_volume/$name" "$bs" $log <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+per = int(sys.argv[3]) // 512
+log, log_end = int(sys.argv[4]) * per, (int(sys.argv[4]) + int(sys.argv[5])) * per
+n = min(len(data) // 512, 1 << 21)
+out = bytearray(struct.pack("<I", n))
+s = 0
+nz = lambda i: not (log + 512 <= i < log_end) and any(data[i * 512:(i + 1) * 512])
+while s < n:
+    if not nz(s):
+        s += 1
+        continue
+    e = s + 1
+    while e < n and e - s < 65535 and nz(e):
+        e += 1
+    out += struct.pack("<IH", s, e - s) + data[s * 512:e * 512]
+    s = e
+if len(out) <= 2 << 20:
+    open(sys.argv[2], "wb").write(out)
+PY
+done
+rm -f "$tmp/x.img" "$tmp/xc.img"
 # Disks: the first byte is the target's switch byte (512-byte sectors).
 rm -f "$tmp/d.img"; truncate -s 2M "$tmp/d.img"
 printf 'label: dos\nstart=64, size=512, type=83\nstart=600, size=3400, type=5\nstart=640, size=1000, type=83\nstart=1700, size=1000, type=7\n' |
@@ -151,7 +189,7 @@ PY
 mkdir -p "$fuzz/corpus/random_access"
 cp "$images"/* "$fuzz/corpus/ntfsclone_reader"/* "$fuzz/corpus/partclone_reader"/* \
     "$fuzz/corpus/random_access/" 2>/dev/null || true
-for d in volume ext_volume fat_volume ntfs_volume disk_table mapfile random_access; do
+for d in volume ext_volume fat_volume ntfs_volume xfs_volume disk_table mapfile random_access; do
     echo "$d: $(ls "$fuzz/corpus/$d" | wc -l) seeds"
 done
 echo "ntfsclone_reader: $(ls "$ntfsclone" | wc -l) seeds in $ntfsclone"

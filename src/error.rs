@@ -11,6 +11,7 @@ use crate::disk::DiskError;
 use crate::foreign::ForeignError;
 use crate::fs::ext::ExtError;
 use crate::fs::fat::FatError;
+use crate::fs::xfs::XfsError;
 use crate::image::ImageError;
 
 /// Result alias for fsimg operations.
@@ -106,6 +107,10 @@ pub enum Error {
     /// The ext2/3/4 filesystem is corrupt or unsupported.
     #[error(transparent)]
     Ext(#[from] ExtError),
+
+    /// The XFS filesystem is corrupt or unsupported.
+    #[error(transparent)]
+    Xfs(#[from] XfsError),
 
     /// The FAT filesystem is corrupt.
     #[error(transparent)]

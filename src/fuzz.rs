@@ -11,7 +11,8 @@
 //! input); what a parser accepts is self-consistent (the assertions below).
 //! An `Err` is always a fine answer.
 
-use std::io::Cursor;
+use std::collections::BTreeMap;
+use std::io::{self, Cursor};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -69,15 +70,19 @@ pub fn image_reader(data: &[u8]) {
 /// filesystem's size and counts no more used clusters than it has; every
 /// run lies inside the volume.
 pub fn volume(data: &[u8], choice: FsChoice) {
-    let src = MemSource::new(data.to_vec(), "fuzz");
-    let Ok(fs) = fs::open(&src, choice) else {
+    check_volume(&MemSource::new(data.to_vec(), "fuzz"), choice);
+}
+
+/// [`volume`]'s checks on any source.
+fn check_volume(src: &dyn Source, choice: FsChoice) {
+    let Ok(fs) = fs::open(src, choice) else {
         return;
     };
     let _ = fs.cluster_size();
     let _ = fs.unclean();
     let _ = fs.describe();
     let device_size = fs.device_size();
-    if let Ok(alloc) = fs.allocation(&src) {
+    if let Ok(alloc) = fs.allocation(src) {
         let map = &alloc.map;
         assert_eq!(map.device_size(), device_size, "map spans the volume");
         assert!(map.used_clusters() <= map.total_clusters());
@@ -86,14 +91,14 @@ pub fn volume(data: &[u8], choice: FsChoice) {
             assert!(len > 0 && at + len <= device_size, "run inside the volume");
         }
     }
-    if let Ok(m) = fs.metadata(&src) {
+    if let Ok(m) = fs.metadata(src) {
         assert_eq!(m.allocation.map.device_size(), device_size);
         if let Some(scrub) = &m.scrub {
             for run in m.allocation.map.runs() {
                 let (at, len) = m.allocation.map.run_bytes(run);
                 let mut buf = vec![0u8; len as usize];
                 if src.read_exact_at(&mut buf, at).is_ok() {
-                    scrub.scrub(&src, at, &mut buf);
+                    scrub.scrub(src, at, &mut buf);
                 }
             }
         }
@@ -354,4 +359,117 @@ fn read_all(r: &mut dyn crate::files::FileRead, size: u64, buf: &mut [u8]) {
         }
         piece = piece * 7 % 65_521 + 4093;
     }
+}
+
+/// Sectors a [`SparseVolume`] may span: 1 GiB.
+pub const MAX_SPARSE_SECTORS: u64 = 1 << 21;
+
+/// A compact input form for filesystems whose smallest volume is far
+/// larger than a fuzz input (XFS: 300 MB): the volume's non-zero sectors
+/// and their places, zeros elsewhere.
+///
+/// Encoding: a little-endian u32, the volume size in 512-byte sectors
+/// (cut to [`MAX_SPARSE_SECTORS`]); then records of a little-endian u32
+/// first sector, a little-endian u16 sector count and that many 512-byte
+/// sectors. Later records overwrite earlier ones; sectors past the volume
+/// size are dropped; a short last record keeps what it has (zero-padded
+/// to a sector).
+pub struct SparseVolume {
+    size: u64,
+    sectors: BTreeMap<u64, [u8; 512]>,
+}
+
+impl SparseVolume {
+    /// Decodes any bytes (every input is some volume).
+    pub fn decode(data: &[u8]) -> Self {
+        let le32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        let size = if data.len() >= 4 {
+            u64::from(le32(data)).min(MAX_SPARSE_SECTORS) * 512
+        } else {
+            0
+        };
+        let mut sectors = BTreeMap::new();
+        let mut rest = data.get(4..).unwrap_or(&[]);
+        while rest.len() >= 6 {
+            let first = u64::from(le32(rest));
+            let count = usize::from(u16::from_le_bytes([rest[4], rest[5]]));
+            rest = &rest[6..];
+            let take = (count * 512).min(rest.len());
+            for (k, s) in rest[..take].chunks(512).enumerate() {
+                let at = first + k as u64;
+                if at * 512 < size {
+                    let mut b = [0u8; 512];
+                    b[..s.len()].copy_from_slice(s);
+                    sectors.insert(at, b);
+                }
+            }
+            rest = &rest[take..];
+        }
+        SparseVolume { size, sectors }
+    }
+
+    /// Encodes the sectors of `volume` (a multiple of 512 bytes long) that
+    /// are not all zeros and for which `keep(sector)` holds.
+    pub fn encode(volume: &[u8], keep: impl Fn(u64) -> bool) -> Vec<u8> {
+        let n = (volume.len() / 512) as u64;
+        let mut out = u32::try_from(n.min(MAX_SPARSE_SECTORS))
+            .expect("at most 2^21 sectors")
+            .to_le_bytes()
+            .to_vec();
+        let wanted = |s: u64| {
+            s < n.min(MAX_SPARSE_SECTORS)
+                && keep(s)
+                && volume[s as usize * 512..(s as usize + 1) * 512]
+                    .iter()
+                    .any(|&b| b != 0)
+        };
+        let mut s = 0;
+        while s < n.min(MAX_SPARSE_SECTORS) {
+            if !wanted(s) {
+                s += 1;
+                continue;
+            }
+            let mut e = s + 1;
+            while e < n && e - s < u64::from(u16::MAX) && wanted(e) {
+                e += 1;
+            }
+            out.extend_from_slice(&(s as u32).to_le_bytes());
+            out.extend_from_slice(&((e - s) as u16).to_le_bytes());
+            out.extend_from_slice(&volume[s as usize * 512..e as usize * 512]);
+            s = e;
+        }
+        out
+    }
+}
+
+impl Source for SparseVolume {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.size)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.fill(0);
+        if buf.is_empty() {
+            return Ok(());
+        }
+        for (&s, b) in self.sectors.range(offset / 512..=(end - 1) / 512) {
+            let (from, to) = ((s * 512).max(offset), ((s + 1) * 512).min(end));
+            buf[(from - offset) as usize..(to - offset) as usize]
+                .copy_from_slice(&b[(from - s * 512) as usize..(to - s * 512) as usize]);
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        "fuzz"
+    }
+}
+
+/// Any bytes as a [`SparseVolume`] of `choice`, with [`volume`]'s checks.
+pub fn sparse_volume(data: &[u8], choice: FsChoice) {
+    check_volume(&SparseVolume::decode(data), choice);
 }

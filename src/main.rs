@@ -125,6 +125,9 @@ struct Cli {
     /// scrambled: ext's indexed directories place each entry by a hash of
     /// its name and metadata_csum checksums every directory block, so new
     /// names would fail e2fsck (as e2image -s images do). See README.md.
+    ///
+    /// XFS is refused (its metadata is found through every inode's extent
+    /// tree): use xfs_metadump.
     #[arg(short = 'm', long, conflicts_with_all = ["restore_image", "rescue"])]
     metadata: bool,
 

@@ -102,6 +102,7 @@ FILESYSTEMS = {
     "ext4": {"partclone": "partclone.extfs", "fsck": ["e2fsck", "-fn"]},
     "ntfs": {"partclone": "partclone.ntfs", "fsck": ["ntfsfix", "-n"]},
     "fat32": {"partclone": "partclone.fat32", "fsck": ["fsck.fat", "-n"]},
+    "xfs": {"partclone": "partclone.xfs", "fsck": ["xfs_repair", "-n", "-f"]},
 }
 
 
@@ -1832,7 +1833,8 @@ def main():
 
     # 7. Files out of the image (fsimg cat, fsimg extract) against the
     # restore-and-copy way.
-    files, drop_files = files_scenarios(fsimg, vol, fs, info, W)
+    # (Not for XFS: fsimg ls/cat/extract do not read XFS.)
+    files, drop_files = files_scenarios(fsimg, vol, fs, info, W) if fs != "xfs" else ([], None)
     scenarios += files
 
     scenarios = pick_scenarios(scenarios, a.only, drop_files)

@@ -107,6 +107,10 @@ pub enum Error {
     #[error(transparent)]
     Ext(#[from] ExtError),
 
+    /// The btrfs filesystem is corrupt or unsupported.
+    #[error(transparent)]
+    Btrfs(#[from] crate::fs::btrfs::BtrfsError),
+
     /// The FAT filesystem is corrupt.
     #[error(transparent)]
     Fat(#[from] FatError),

@@ -188,9 +188,16 @@ impl Reader<'_> {
         let mut first_err = None;
         let mut block = None;
         for physical in self.copies(tree, logical)? {
-            let data = self.src.read_vec(physical, ns)?;
-            match self.check_copy(&data, logical) {
-                Ok(()) => {
+            // An unreadable or bad copy is passed over while another copy
+            // may be good, as the kernel does with DUP.
+            let checked = self.src.read_vec(physical, ns).and_then(|data| {
+                match self.check_copy(&data, logical) {
+                    Ok(()) => Ok(data),
+                    Err(p) => Err(self.block_err(tree, logical, physical, p)),
+                }
+            });
+            match checked {
+                Ok(data) => {
                     block = Some(Block {
                         logical,
                         physical,
@@ -198,20 +205,24 @@ impl Reader<'_> {
                     });
                     break;
                 }
-                Err(p) => {
+                Err(e) => {
                     if first_err.is_none() {
-                        first_err = Some((physical, p));
+                        first_err = Some((physical, e));
                     }
                 }
             }
         }
         let Some(block) = block else {
-            let (physical, p) = first_err.expect("at least one copy");
-            return Err(self.block_err(tree, logical, physical, p));
+            let (_, e) = first_err.expect("at least one copy");
+            return Err(e);
         };
-        if let Some((physical, p)) = first_err {
+        if let Some((physical, e)) = first_err {
+            let e = match e {
+                Error::Btrfs(BtrfsError::TreeBlock { problem, .. }) => problem.to_string(),
+                e => e.to_string(),
+            };
             self.warnings.push(format!(
-                "btrfs: {tree} tree block at logical {logical}: the copy at physical {physical} is bad ({p}); another copy is good (a scrub repairs it)"
+                "btrfs: {tree} tree block at logical {logical}: the copy at physical {physical} is bad ({e}); another copy is good (a scrub repairs it)"
             ));
         }
         let bad = |p| Err(self.block_err(tree, logical, block.physical, p));

@@ -257,7 +257,8 @@ impl Btrfs {
             Some(sb.generation),
             |_, b| {
                 mark_block(map, b);
-                for slot in 0..b.nritems().min(if b.level() == 0 { u32::MAX } else { 0 }) {
+                let leaf_items = if b.level() == 0 { b.nritems() } else { 0 };
+                for slot in 0..leaf_items {
                     let k = b.key(slot);
                     if k.ty != key::ROOT_ITEM {
                         continue;
@@ -352,10 +353,10 @@ impl Btrfs {
                             if b.key(slot).ty != key::EXTENT_DATA {
                                 continue;
                             }
-                            if let Some((at, len)) = extent::file_extent(b.item(slot)) {
-                                if self.mark_logical(map, at, len).is_err() {
-                                    scan.unmapped.push(at);
-                                }
+                            if let Some((at, len)) = extent::file_extent(b.item(slot))
+                                && self.mark_logical(map, at, len).is_err()
+                            {
+                                scan.unmapped.push(at);
                             }
                         }
                     }

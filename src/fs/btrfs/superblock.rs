@@ -250,11 +250,11 @@ impl Superblock {
             }
         }
         for (field, addr) in [("root", self.root), ("chunk_root", self.chunk_root)] {
-            if addr == 0 || addr % u64::from(ss) != 0 {
+            if addr == 0 || !addr.is_multiple_of(u64::from(ss)) {
                 return bad(field, addr, "must be a non-zero multiple of the sectorsize");
             }
         }
-        if self.log_root % u64::from(ss) != 0 {
+        if !self.log_root.is_multiple_of(u64::from(ss)) {
             return bad(
                 "log_root",
                 self.log_root,

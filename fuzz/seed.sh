@@ -9,6 +9,8 @@
 #    where the machine has them;
 #  - corpus/files_ext, files_fat, files_ntfs: the same volumes as the
 #    FS_volume targets;
+#  - corpus/btrfs_volume: the metadata-only copies of testdata/btrfs as
+#    sparse volumes (fuzz/fuzz_targets/btrfs_volume.rs);
 #  - corpus/disk_table: 2 MiB disks with tables by sfdisk and sgdisk;
 #  - corpus/mapfile: mapfiles as GNU ddrescue and fsimg write them;
 #  - corpus/random_access: the image, ntfsclone and partclone seeds.
@@ -126,6 +128,32 @@ fi
 rm -f "$tmp/n.img"; truncate -s 2M "$tmp/n.img"
 mkntfs -q -F -f "$tmp/n.img" >/dev/null 2>&1
 seed_vol ntfs_volume ntfs "$tmp/n.img"
+# btrfs: the metadata-only copy of each testdata/btrfs volume as a sparse
+# volume (see fuzz_targets/btrfs_volume.rs): its non-zero 4 KiB blocks.
+mkdir -p "$fuzz/corpus/btrfs_volume"
+for z in testdata/btrfs/*.img.zst; do
+    name=$(basename "$z" .img.zst)
+    zstd -dqc "$z" >"$tmp/b.img"
+    rm -f "$tmp/m.img"
+    "$bin" -q -m -o "$tmp/m.img" "$tmp/b.img" 2>/dev/null || cp "$tmp/b.img" "$tmp/m.img"
+    python3 - "$tmp/m.img" "$fuzz/corpus/btrfs_volume/$name" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+out = bytearray(struct.pack("<Q", len(data)))
+unit, i = 4096, 0
+while i < len(data):
+    if data[i:i + unit].strip(b"\0"):
+        j = i + unit
+        while j < len(data) and data[j:j + unit].strip(b"\0"):
+            j += unit
+        j = min(j, len(data))
+        out += struct.pack("<QI", i, j - i) + data[i:j]
+        i = j
+    else:
+        i += unit
+open(sys.argv[2], "wb").write(out[:2 << 20])
+PY
+done
 # Disks: the first byte is the target's switch byte (512-byte sectors).
 rm -f "$tmp/d.img"; truncate -s 2M "$tmp/d.img"
 printf 'label: dos\nstart=64, size=512, type=83\nstart=600, size=3400, type=5\nstart=640, size=1000, type=83\nstart=1700, size=1000, type=7\n' |
@@ -151,7 +179,7 @@ PY
 mkdir -p "$fuzz/corpus/random_access"
 cp "$images"/* "$fuzz/corpus/ntfsclone_reader"/* "$fuzz/corpus/partclone_reader"/* \
     "$fuzz/corpus/random_access/" 2>/dev/null || true
-for d in volume ext_volume fat_volume ntfs_volume disk_table mapfile random_access; do
+for d in volume ext_volume fat_volume ntfs_volume btrfs_volume disk_table mapfile random_access; do
     echo "$d: $(ls "$fuzz/corpus/$d" | wc -l) seeds"
 done
 echo "ntfsclone_reader: $(ls "$ntfsclone" | wc -l) seeds in $ntfsclone"

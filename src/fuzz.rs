@@ -69,15 +69,19 @@ pub fn image_reader(data: &[u8]) {
 /// filesystem's size and counts no more used clusters than it has; every
 /// run lies inside the volume.
 pub fn volume(data: &[u8], choice: FsChoice) {
-    let src = MemSource::new(data.to_vec(), "fuzz");
-    let Ok(fs) = fs::open(&src, choice) else {
+    volume_source(&MemSource::new(data.to_vec(), "fuzz"), choice);
+}
+
+/// [`volume`] on any source.
+fn volume_source(src: &dyn Source, choice: FsChoice) {
+    let Ok(fs) = fs::open(src, choice) else {
         return;
     };
     let _ = fs.cluster_size();
     let _ = fs.unclean();
     let _ = fs.describe();
     let device_size = fs.device_size();
-    if let Ok(alloc) = fs.allocation(&src) {
+    if let Ok(alloc) = fs.allocation(src) {
         let map = &alloc.map;
         assert_eq!(map.device_size(), device_size, "map spans the volume");
         assert!(map.used_clusters() <= map.total_clusters());
@@ -86,17 +90,110 @@ pub fn volume(data: &[u8], choice: FsChoice) {
             assert!(len > 0 && at + len <= device_size, "run inside the volume");
         }
     }
-    if let Ok(m) = fs.metadata(&src) {
+    if let Ok(m) = fs.metadata(src) {
         assert_eq!(m.allocation.map.device_size(), device_size);
         if let Some(scrub) = &m.scrub {
             for run in m.allocation.map.runs() {
                 let (at, len) = m.allocation.map.run_bytes(run);
                 let mut buf = vec![0u8; len as usize];
                 if src.read_exact_at(&mut buf, at).is_ok() {
-                    scrub.scrub(&src, at, &mut buf);
+                    scrub.scrub(src, at, &mut buf);
                 }
             }
         }
+    }
+}
+
+/// Largest device a [`sparse_volume`] input may describe: 1 GiB keeps
+/// the allocation map of a fuzz run small.
+pub const MAX_SPARSE_DEVICE: u64 = 1 << 30;
+
+/// A volume given as its non-zero pieces, zeros elsewhere: real btrfs
+/// volumes are at least ~114 MiB (what mkfs.btrfs makes), far past what a
+/// fuzzer mutates, but little of them is not zero. The input is the
+/// device size (u64 little-endian, at most [`MAX_SPARSE_DEVICE`]), then
+/// pieces until the input ends: offset (u64 LE), length (u32 LE), that
+/// many bytes (cut short by the input's end). A later piece overwrites an
+/// earlier one; bytes past the device are dropped.
+pub struct SparseSource {
+    size: u64,
+    pieces: Vec<(u64, Vec<u8>)>,
+}
+
+impl SparseSource {
+    /// Decodes `data`; `None` when it is shorter than the size field.
+    pub fn decode(data: &[u8]) -> Option<Self> {
+        let size = u64::from_le_bytes(data.get(..8)?.try_into().ok()?).min(MAX_SPARSE_DEVICE);
+        let mut pieces = Vec::new();
+        let mut at = 8;
+        while let Some(h) = data.get(at..at + 12) {
+            let offset = u64::from_le_bytes(h[..8].try_into().ok()?);
+            let len = u32::from_le_bytes(h[8..].try_into().ok()?) as usize;
+            let bytes = &data[at + 12..(at + 12 + len).min(data.len())];
+            at += 12 + bytes.len();
+            if offset < size {
+                let keep = bytes.len().min((size - offset) as usize);
+                pieces.push((offset, bytes[..keep].to_vec()));
+            }
+        }
+        Some(SparseSource { size, pieces })
+    }
+
+    /// Encodes `volume` as its non-zero runs of `unit`-byte blocks (the
+    /// seeds of the sparse targets).
+    pub fn encode(volume: &[u8], unit: usize) -> Vec<u8> {
+        let mut out = (volume.len() as u64).to_le_bytes().to_vec();
+        let mut blocks = volume.chunks(unit).enumerate().peekable();
+        while let Some((i, b)) = blocks.next() {
+            if b.iter().all(|&x| x == 0) {
+                continue;
+            }
+            let start = i * unit;
+            let mut end = start + b.len();
+            while let Some((_, n)) = blocks.next_if(|(_, n)| n.iter().any(|&x| x != 0)) {
+                end += n.len();
+            }
+            out.extend_from_slice(&(start as u64).to_le_bytes());
+            out.extend_from_slice(&((end - start) as u32).to_le_bytes());
+            out.extend_from_slice(&volume[start..end]);
+        }
+        out
+    }
+}
+
+impl Source for SparseSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let end = offset.saturating_add(buf.len() as u64);
+        if end > self.size {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.fill(0);
+        for (at, bytes) in &self.pieces {
+            let p_end = at + bytes.len() as u64;
+            if *at < end && offset < p_end {
+                let from = offset.max(*at);
+                let to = end.min(p_end);
+                buf[(from - offset) as usize..(to - offset) as usize]
+                    .copy_from_slice(&bytes[(from - at) as usize..(to - at) as usize]);
+            }
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        "fuzz"
+    }
+}
+
+/// Any bytes as a [`SparseSource`] holding a volume of `choice`, checked
+/// like [`volume`].
+pub fn sparse_volume(data: &[u8], choice: FsChoice) {
+    if let Some(src) = SparseSource::decode(data) {
+        volume_source(&src, choice);
     }
 }
 

@@ -4,13 +4,16 @@
 # volume or disk kept in RAM.
 #
 # Usage: tools/bench.sh mount [see tools/bench-mount.sh]
-#        tools/bench.sh [ext4|ntfs|fat32|disk|all] [--size MIB] [--fill PCT] [--runs N]
+#        tools/bench.sh [ext4|ntfs|fat32|btrfs|disk|all] [--size MIB] [--fill PCT] [--runs N]
 #                       [--seed N] [--only SCENARIOS] [--label TEXT] [--smoke]
 #                       [--no-md | --md FILE] [--profile] [--keep | --drop] [--no-pretouch]
 #                       [--no-settle]
 #   defaults: ext4, --runs 5; a volume --size 4096 --fill 40, the disk
 #             --size 8192 --fill 20
-#   all:      ext4, then ntfs, then fat32, then disk
+#   all:      ext4, then ntfs, then fat32, then btrfs, then disk
+#   btrfs:    mkfs.btrfs (one device, DUP metadata), filled through a loop
+#             mount; peers partclone.btrfs and partclone | zstd (no files
+#             scenario: fsimg does not read btrfs files)
 #   disk:     a whole disk in the Raspberry Pi OS layout (MBR; partition 1
 #             FAT32, 512 MiB at sector 8192; partition 2 ext4, the rest),
 #             both partitions filled to PCT % (tools/make-bench-fs.sh --fs
@@ -117,7 +120,7 @@ fi
 fs=ext4 size="" fill="" runs="" smoke=0 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0 keep="" pretouch="" settle=""
 while [ $# -gt 0 ]; do
     case $1 in
-        ext4|ntfs|fat32|disk|all) fs=$1; shift ;;
+        ext4|ntfs|fat32|btrfs|disk|all) fs=$1; shift ;;
         --size) size=$2; shift 2 ;;
         --fill) fill=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
@@ -145,12 +148,12 @@ case $runs in ''|*[!0-9]*|0) echo "bench: --runs must be a positive number" >&2;
 [ "$(id -u)" = 0 ] || { echo "bench: must run as root (the volume is filled through a loop or FUSE mount)" >&2; exit 1; }
 case $fs in
     all)
-        filesystems="ext4 ntfs fat32 disk"
+        filesystems="ext4 ntfs fat32 btrfs disk"
         # NTFS volumes are filled through ntfs-3g, which needs FUSE; a
         # machine without it (some CI containers) still runs the others.
         if [ ! -c /dev/fuse ]; then
             echo "bench: no /dev/fuse for ntfs-3g: skipping ntfs" >&2
-            filesystems="ext4 fat32 disk"
+            filesystems="ext4 fat32 btrfs disk"
         fi
         ;;
     *) filesystems=$fs ;;
@@ -162,6 +165,7 @@ for f in $filesystems; do
         ext4) tools="$tools mkfs.ext4 e2image dumpe2fs e2fsck partclone.extfs mount umount" ;;
         ntfs) tools="$tools mkntfs ntfs-3g ntfsclone ntfsfix ntfsinfo partclone.ntfs umount" ;;
         fat32) tools="$tools mkfs.fat fsck.fat mcopy mdel mshowfat partclone.fat32" ;;
+        btrfs) tools="$tools mkfs.btrfs btrfs partclone.btrfs mount umount" ;;
         disk) tools="$tools sfdisk losetup truncate mkfs.fat fsck.fat mcopy mdel mkfs.ext4 e2fsck
                      partclone.vfat partclone.extfs mount umount" ;;
     esac

@@ -1038,3 +1038,117 @@ fn damaged_volumes_never_panic() {
         Err(fsimg::Error::SourceTruncated { .. })
     ));
 }
+
+/// The leaf items of the tree block at physical `at`: (key type, key
+/// objectid, absolute offset of the item data).
+fn leaf_items(img: &[u8], at: usize) -> Vec<(u8, u64, usize)> {
+    let n = u32::from_le_bytes(img[at + 0x60..at + 0x64].try_into().unwrap()) as usize;
+    (0..n)
+        .map(|i| {
+            let it = at + 101 + 25 * i;
+            let off = u32::from_le_bytes(img[it + 17..it + 21].try_into().unwrap()) as usize;
+            (img[it + 8], u64at(img, it), at + 101 + off)
+        })
+        .collect()
+}
+
+/// A block group whose used bytes disagree with the extent items inside
+/// it is named (the extent tree leaf rewritten in both copies, with its
+/// checksum).
+#[test]
+fn block_group_used_against_its_extents() {
+    if !have("btrfs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_volume(dir.path(), "dup-crc32c");
+    let mut img = fs::read(&p).unwrap();
+    let text = dump_tree(&p, &["-t", "root"]);
+    let extent_root = text
+        .lines()
+        .skip_while(|l| !l.contains("(EXTENT_TREE ROOT_ITEM"))
+        .find_map(|l| after(l, "bytenr"))
+        .unwrap();
+    let copies = physical(&progs_chunks(&p), extent_root);
+    let items = leaf_items(&img, copies[0] as usize);
+    let &(_, bg, data) = items
+        .iter()
+        .find(|(ty, _, _)| *ty == 192)
+        .expect("a block group item in the extent tree root leaf");
+    let used = u64at(&img, data);
+    for &c in &copies {
+        let d = data - copies[0] as usize + c as usize;
+        img[d..d + 8].copy_from_slice(&(used + 4096).to_le_bytes());
+        fix_csum(&mut img, c as usize, 16384);
+    }
+    let a = allocation(&img, "bg");
+    let sb_used = u64at(&img, SB + 0x78);
+    assert_eq!(
+        a.inconsistencies,
+        vec![
+            format!(
+                "btrfs: the block groups' used bytes sum to {}, the superblock's bytes_used is {sb_used}",
+                sb_used + 4096
+            ),
+            format!(
+                "btrfs: block group at logical {bg} says {} bytes used, its extent items cover {used} (1 such block groups)",
+                used + 4096
+            ),
+        ]
+    );
+}
+
+/// A node whose two pointers lead to the same leaf (a cross link, not a
+/// loop through an ancestor) is caught by the key order across the
+/// leaves of a level.
+#[test]
+fn block_reached_twice() {
+    if !have("btrfs") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = write_volume(dir.path(), "dup-crc32c");
+    let mut img = fs::read(&p).unwrap();
+    let chunks = progs_chunks(&p);
+    let leaf = u64at(&img, SB + 0x50);
+    let leaf_phys = physical(&chunks, leaf)[0] as usize;
+    let leaf_gen = u64at(&img, leaf_phys + 0x50);
+    // The new root: the last block of the root leaf's (metadata) chunk,
+    // free on this small volume.
+    let c = chunks
+        .iter()
+        .find(|c| leaf >= c.logical && leaf < c.logical + c.length)
+        .unwrap();
+    let node = c.logical + c.length - 16384;
+    let generation = u64at(&img, SB + 0x48);
+    for at in physical(&chunks, node) {
+        let at = at as usize;
+        assert!(img[at..at + 16384].iter().all(|&b| b == 0), "free block");
+        // The header of the leaf (fsid, chunk tree uuid, owner), then ours.
+        let head: Vec<u8> = img[leaf_phys..leaf_phys + 101].to_vec();
+        img[at..at + 101].copy_from_slice(&head);
+        img[at + 0x30..at + 0x38].copy_from_slice(&node.to_le_bytes());
+        img[at + 0x50..at + 0x58].copy_from_slice(&generation.to_le_bytes());
+        img[at + 0x60..at + 0x64].copy_from_slice(&2u32.to_le_bytes());
+        img[at + 0x64] = 1;
+        for slot in 0..2 {
+            let kp = at + 101 + 33 * slot;
+            // Keys: the leaf's first and second item keys.
+            let key = leaf_phys + 101 + 25 * slot;
+            let k: Vec<u8> = img[key..key + 17].to_vec();
+            img[kp..kp + 17].copy_from_slice(&k);
+            img[kp + 17..kp + 25].copy_from_slice(&leaf.to_le_bytes());
+            img[kp + 25..kp + 33].copy_from_slice(&leaf_gen.to_le_bytes());
+        }
+        fix_csum(&mut img, at, 16384);
+    }
+    img[SB + 0x50..SB + 0x58].copy_from_slice(&node.to_le_bytes());
+    img[SB + 0xc6] = 1;
+    fix_csum(&mut img, SB, 4096);
+    refused(
+        img,
+        &format!(
+            "btrfs: root tree block at logical {leaf} (physical {leaf_phys}): key 0 is not after the key before it (keys out of order, or the block is reached twice)"
+        ),
+    );
+}

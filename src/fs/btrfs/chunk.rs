@@ -158,6 +158,13 @@ impl ChunkMap {
             .filter(|c| c.contains(logical))
     }
 
+    /// The index in [`Self::chunks`] of the chunk holding `logical`.
+    pub fn index(&self, logical: u64) -> Option<usize> {
+        let i = self.chunks.partition_point(|x| x.logical <= logical);
+        i.checked_sub(1)
+            .filter(|&i| self.chunks[i].contains(logical))
+    }
+
     /// Every chunk.
     pub fn chunks(&self) -> &[Chunk] {
         &self.chunks

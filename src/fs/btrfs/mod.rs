@@ -243,7 +243,10 @@ impl Btrfs {
     ) -> Result<Scan> {
         let sb = &self.sb;
         let ns = u64::from(sb.nodesize);
-        let mut scan = Scan::default();
+        let mut scan = Scan {
+            chunk_extent_bytes: vec![0; self.chunks.chunks().len()],
+            ..Scan::default()
+        };
         let mark_block = |map: &mut AllocationMap, b: &Block| {
             let _ = self.mark_logical(map, b.logical, ns);
         };
@@ -288,6 +291,9 @@ impl Btrfs {
                     match extent::item(b, slot, sb.nodesize) {
                         Item::Extent(e) => {
                             scan.extent_bytes += e.length;
+                            if let Some(i) = self.chunks.index(e.logical) {
+                                scan.chunk_extent_bytes[i] += e.length;
+                            }
                             scan.extents += 1;
                             if e.tree_block {
                                 scan.tree_blocks += 1;
@@ -375,6 +381,8 @@ struct Scan {
     extents: u64,
     tree_blocks: u64,
     extent_bytes: u64,
+    /// Bytes of the extent items inside each chunk (by chunk index).
+    chunk_extent_bytes: Vec<u64>,
     log_blocks: u64,
     subvolumes: u64,
     /// Extents no chunk maps.
@@ -430,6 +438,25 @@ impl Scan {
                 ));
                 break;
             }
+        }
+        // Each block group's used bytes against the extent items inside
+        // it: names the first block group that disagrees.
+        let bad: Vec<(&BlockGroup, u64)> = self
+            .block_groups
+            .iter()
+            .filter_map(|g| {
+                let i = fs.chunks.index(g.logical)?;
+                let items = self.chunk_extent_bytes[i];
+                (items != g.used).then_some((g, items))
+            })
+            .collect();
+        if let Some(&(g, items)) = bad.first() {
+            out.push(format!(
+                "btrfs: block group at logical {} says {} bytes used, its extent items cover {items} ({} such block groups)",
+                g.logical,
+                g.used,
+                bad.len()
+            ));
         }
         if self.block_groups.len() != fs.chunks.chunks().len() {
             out.push(format!(

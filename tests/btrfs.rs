@@ -1152,3 +1152,79 @@ fn block_reached_twice() {
         ),
     );
 }
+
+/// Layouts not in testdata, made here by mkfs.btrfs (and btrfstune):
+/// mixed block groups, a 64 KiB sectorsize, DUP data with single
+/// metadata, and a metadata_uuid different from the fsid. Each clone and
+/// metadata-only copy passes btrfs check.
+#[test]
+fn layouts_made_at_test_time() {
+    if !have("mkfs.btrfs") || !have("btrfstune") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(tree.join("d")).unwrap();
+    for i in 0..30u32 {
+        let body: Vec<u8> = (0..i * 997).map(|j| (j * 7 + i) as u8).collect();
+        fs::write(tree.join("d").join(format!("f{i}")), body).unwrap();
+    }
+    let cases: [(&str, &[&str], bool); 4] = [
+        ("mixed", &["-M"], false),
+        ("sector64k", &["-n", "65536", "-s", "65536"], false),
+        ("dupdata", &["-m", "single", "-d", "dup"], false),
+        ("metadata-uuid", &[], true),
+    ];
+    for (name, opts, tune) in cases {
+        let p = dir.path().join(format!("{name}.img"));
+        fs::File::create(&p).unwrap().set_len(200 << 20).unwrap();
+        let st = Command::new("mkfs.btrfs")
+            .args(["-q", "-f", "--rootdir"])
+            .arg(&tree)
+            .args(opts)
+            .arg(&p)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "{name}: mkfs.btrfs");
+        if tune {
+            let st = Command::new("btrfstune")
+                .args(["-f", "-M", "11111111-2222-3333-4444-555555555555"])
+                .arg(&p)
+                .stdout(Stdio::null())
+                .status()
+                .unwrap();
+            assert!(st.success(), "{name}: btrfstune -M");
+        }
+        let src = fs::read(&p).unwrap();
+        let a = allocation(&src, name);
+        assert!(
+            a.inconsistencies.is_empty(),
+            "{name}: {:?}",
+            a.inconsistencies
+        );
+        assert!(a.warnings.is_empty(), "{name}: {:?}", a.warnings);
+        let clone = dir.path().join(format!("{name}.clone"));
+        let meta = dir.path().join(format!("{name}.meta"));
+        run_ok(&["-q", "-o", s(&clone), s(&p)]);
+        run_ok(&["-q", "-m", "-o", s(&meta), s(&p)]);
+        assert_used_only(name, &src, &fs::read(&clone).unwrap());
+        assert_btrfs_check(&clone, name, true);
+        assert_btrfs_check(&meta, &format!("{name} -m"), false);
+        let info = run_ok(&["info", s(&p)]);
+        let text = String::from_utf8_lossy(&info.stdout);
+        if name == "sector64k" {
+            assert!(text.contains("cluster size      65536"), "{text}");
+        }
+        if tune {
+            // The fsid is the one users see; tree blocks carry the other.
+            assert!(
+                text.contains("11111111-2222-3333-4444-555555555555"),
+                "{text}"
+            );
+        }
+        fs::remove_file(&p).unwrap();
+        fs::remove_file(&clone).unwrap();
+        fs::remove_file(&meta).unwrap();
+    }
+}

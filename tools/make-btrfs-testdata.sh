@@ -23,6 +23,10 @@
 #   writes back when restored over a file filled with 0xAA (start+len,...).
 # Every volume passes `btrfs check --readonly --check-data-csum`.
 #
+# Not byte-reproducible: mkfs.btrfs and the kernel stamp inode times, and
+# the loop-mounted volumes get random UUIDs; the tests read every fact
+# they compare from NAME.expected or from btrfs-progs at test time.
+#
 # Requirements: btrfs-progs (mkfs.btrfs, btrfs), zstd, python3; partclone.btrfs
 # for the partclone facts; root for the loop-mounted volumes.
 set -euo pipefail

@@ -290,9 +290,10 @@ impl Btrfs {
                 for slot in 0..b.nritems() {
                     match extent::item(b, slot, sb.nodesize) {
                         Item::Extent(e) => {
-                            scan.extent_bytes += e.length;
+                            scan.extent_bytes = scan.extent_bytes.saturating_add(e.length);
                             if let Some(i) = self.chunks.index(e.logical) {
-                                scan.chunk_extent_bytes[i] += e.length;
+                                scan.chunk_extent_bytes[i] =
+                                    scan.chunk_extent_bytes[i].saturating_add(e.length);
                             }
                             scan.extents += 1;
                             if e.tree_block {
@@ -413,7 +414,10 @@ impl Scan {
                 self.unmapped.len()
             ));
         }
-        let used: u64 = self.block_groups.iter().map(|g| g.used).sum();
+        let used = self
+            .block_groups
+            .iter()
+            .fold(0u64, |s, g| s.saturating_add(g.used));
         if used != sb.bytes_used {
             out.push(format!(
                 "btrfs: the block groups' used bytes sum to {used}, the superblock's bytes_used is {}",

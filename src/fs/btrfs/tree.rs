@@ -157,7 +157,7 @@ impl Reader<'_> {
             })
         };
         let c = self.chunks.find(logical).ok_or_else(unmapped)?;
-        if !c.contains(logical + ns - 1) {
+        if !c.contains(logical.saturating_add(ns - 1)) {
             return Err(unmapped());
         }
         let off = logical - c.logical;

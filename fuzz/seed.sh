@@ -11,6 +11,8 @@
 #    FS_volume targets;
 #  - corpus/xfs_volume: the testdata/xfs volumes in the sparse form of
 #    fsimg::fuzz::SparseVolume (their non-zero used sectors);
+#  - corpus/btrfs_volume: the metadata-only copies of testdata/btrfs as
+#    sparse volumes (fuzz/fuzz_targets/btrfs_volume.rs);
 #  - corpus/disk_table: 2 MiB disks with tables by sfdisk and sgdisk;
 #  - corpus/mapfile: mapfiles as GNU ddrescue and fsimg write them;
 #  - corpus/random_access: the image, ntfsclone and partclone seeds.
@@ -129,8 +131,8 @@ rm -f "$tmp/n.img"; truncate -s 2M "$tmp/n.img"
 mkntfs -q -F -f "$tmp/n.img" >/dev/null 2>&1
 seed_vol ntfs_volume ntfs "$tmp/n.img"
 # XFS: each testdata/xfs volume cloned (free blocks read as zeros), then its
-# non-zero sectors in fsimg::fuzz::SparseVolume's form (u32 size in
-# sectors; u32 first sector, u16 count, sectors), where that fits 2 MiB.
+# non-zero sectors in fsimg::fuzz::SparseSource's form (u64 size; u64
+# offset, u32 length, bytes), where that fits 2 MiB.
 mkdir -p "$fuzz/corpus/xfs_volume"
 for z in testdata/xfs/*.img.zst; do
     name=$(basename "$z" .img.zst)
@@ -147,7 +149,7 @@ data = open(sys.argv[1], "rb").read()
 per = int(sys.argv[3]) // 512
 log, log_end = int(sys.argv[4]) * per, (int(sys.argv[4]) + int(sys.argv[5])) * per
 n = min(len(data) // 512, 1 << 21)
-out = bytearray(struct.pack("<I", n))
+out = bytearray(struct.pack("<Q", n * 512))
 s = 0
 nz = lambda i: not (log + 512 <= i < log_end) and any(data[i * 512:(i + 1) * 512])
 while s < n:
@@ -155,15 +157,41 @@ while s < n:
         s += 1
         continue
     e = s + 1
-    while e < n and e - s < 65535 and nz(e):
+    while e < n and nz(e):
         e += 1
-    out += struct.pack("<IH", s, e - s) + data[s * 512:e * 512]
+    out += struct.pack("<QI", s * 512, (e - s) * 512) + data[s * 512:e * 512]
     s = e
 if len(out) <= 2 << 20:
     open(sys.argv[2], "wb").write(out)
 PY
 done
 rm -f "$tmp/x.img" "$tmp/xc.img"
+# btrfs: the metadata-only copy of each testdata/btrfs volume as a sparse
+# volume (see fuzz_targets/btrfs_volume.rs): its non-zero 4 KiB blocks.
+mkdir -p "$fuzz/corpus/btrfs_volume"
+for z in testdata/btrfs/*.img.zst; do
+    name=$(basename "$z" .img.zst)
+    zstd -dqc "$z" >"$tmp/b.img"
+    rm -f "$tmp/m.img"
+    "$bin" -q -m -o "$tmp/m.img" "$tmp/b.img" 2>/dev/null || cp "$tmp/b.img" "$tmp/m.img"
+    python3 - "$tmp/m.img" "$fuzz/corpus/btrfs_volume/$name" <<'PY'
+import struct, sys
+data = open(sys.argv[1], "rb").read()
+out = bytearray(struct.pack("<Q", len(data)))
+unit, i = 4096, 0
+while i < len(data):
+    if data[i:i + unit].strip(b"\0"):
+        j = i + unit
+        while j < len(data) and data[j:j + unit].strip(b"\0"):
+            j += unit
+        j = min(j, len(data))
+        out += struct.pack("<QI", i, j - i) + data[i:j]
+        i = j
+    else:
+        i += unit
+open(sys.argv[2], "wb").write(out[:2 << 20])
+PY
+done
 # Disks: the first byte is the target's switch byte (512-byte sectors).
 rm -f "$tmp/d.img"; truncate -s 2M "$tmp/d.img"
 printf 'label: dos\nstart=64, size=512, type=83\nstart=600, size=3400, type=5\nstart=640, size=1000, type=83\nstart=1700, size=1000, type=7\n' |
@@ -189,7 +217,7 @@ PY
 mkdir -p "$fuzz/corpus/random_access"
 cp "$images"/* "$fuzz/corpus/ntfsclone_reader"/* "$fuzz/corpus/partclone_reader"/* \
     "$fuzz/corpus/random_access/" 2>/dev/null || true
-for d in volume ext_volume fat_volume ntfs_volume xfs_volume disk_table mapfile random_access; do
+for d in volume ext_volume fat_volume ntfs_volume xfs_volume btrfs_volume disk_table mapfile random_access; do
     echo "$d: $(ls "$fuzz/corpus/$d" | wc -l) seeds"
 done
 echo "ntfsclone_reader: $(ls "$ntfsclone" | wc -l) seeds in $ntfsclone"

@@ -112,6 +112,10 @@ pub enum Error {
     #[error(transparent)]
     Xfs(#[from] XfsError),
 
+    /// The btrfs filesystem is corrupt or unsupported.
+    #[error(transparent)]
+    Btrfs(#[from] crate::fs::btrfs::BtrfsError),
+
     /// The FAT filesystem is corrupt.
     #[error(transparent)]
     Fat(#[from] FatError),

@@ -11,8 +11,7 @@
 //! input); what a parser accepts is self-consistent (the assertions below).
 //! An `Err` is always a fine answer.
 
-use std::collections::BTreeMap;
-use std::io::{self, Cursor};
+use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -70,11 +69,11 @@ pub fn image_reader(data: &[u8]) {
 /// filesystem's size and counts no more used clusters than it has; every
 /// run lies inside the volume.
 pub fn volume(data: &[u8], choice: FsChoice) {
-    check_volume(&MemSource::new(data.to_vec(), "fuzz"), choice);
+    volume_source(&MemSource::new(data.to_vec(), "fuzz"), choice);
 }
 
-/// [`volume`]'s checks on any source.
-fn check_volume(src: &dyn Source, choice: FsChoice) {
+/// [`volume`] on any source.
+fn volume_source(src: &dyn Source, choice: FsChoice) {
     let Ok(fs) = fs::open(src, choice) else {
         return;
     };
@@ -102,6 +101,100 @@ fn check_volume(src: &dyn Source, choice: FsChoice) {
                 }
             }
         }
+    }
+}
+
+/// Largest device a [`sparse_volume`] input may describe: 1 GiB keeps
+/// the allocation map of a fuzz run small.
+pub const MAX_SPARSE_DEVICE: u64 = 1 << 30;
+
+/// A volume given as its non-zero pieces, zeros elsewhere: real btrfs and
+/// XFS volumes are at least ~114 MiB and 300 MB (what mkfs.btrfs and
+/// mkfs.xfs make), far past what a fuzzer mutates, but little of them is
+/// not zero. The input is the
+/// device size (u64 little-endian, at most [`MAX_SPARSE_DEVICE`]), then
+/// pieces until the input ends: offset (u64 LE), length (u32 LE), that
+/// many bytes (cut short by the input's end). A later piece overwrites an
+/// earlier one; bytes past the device are dropped.
+pub struct SparseSource {
+    size: u64,
+    pieces: Vec<(u64, Vec<u8>)>,
+}
+
+impl SparseSource {
+    /// Decodes `data`; `None` when it is shorter than the size field.
+    pub fn decode(data: &[u8]) -> Option<Self> {
+        let size = u64::from_le_bytes(data.get(..8)?.try_into().ok()?).min(MAX_SPARSE_DEVICE);
+        let mut pieces = Vec::new();
+        let mut at = 8;
+        while let Some(h) = data.get(at..at + 12) {
+            let offset = u64::from_le_bytes(h[..8].try_into().ok()?);
+            let len = u32::from_le_bytes(h[8..].try_into().ok()?) as usize;
+            let bytes = &data[at + 12..(at + 12 + len).min(data.len())];
+            at += 12 + bytes.len();
+            if offset < size {
+                let keep = bytes.len().min((size - offset) as usize);
+                pieces.push((offset, bytes[..keep].to_vec()));
+            }
+        }
+        Some(SparseSource { size, pieces })
+    }
+
+    /// Encodes `volume` as its non-zero runs of `unit`-byte blocks (the
+    /// seeds of the sparse targets).
+    pub fn encode(volume: &[u8], unit: usize) -> Vec<u8> {
+        let mut out = (volume.len() as u64).to_le_bytes().to_vec();
+        let mut blocks = volume.chunks(unit).enumerate().peekable();
+        while let Some((i, b)) = blocks.next() {
+            if b.iter().all(|&x| x == 0) {
+                continue;
+            }
+            let start = i * unit;
+            let mut end = start + b.len();
+            while let Some((_, n)) = blocks.next_if(|(_, n)| n.iter().any(|&x| x != 0)) {
+                end += n.len();
+            }
+            out.extend_from_slice(&(start as u64).to_le_bytes());
+            out.extend_from_slice(&((end - start) as u32).to_le_bytes());
+            out.extend_from_slice(&volume[start..end]);
+        }
+        out
+    }
+}
+
+impl Source for SparseSource {
+    fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let end = offset.saturating_add(buf.len() as u64);
+        if end > self.size {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.fill(0);
+        for (at, bytes) in &self.pieces {
+            let p_end = at + bytes.len() as u64;
+            if *at < end && offset < p_end {
+                let from = offset.max(*at);
+                let to = end.min(p_end);
+                buf[(from - offset) as usize..(to - offset) as usize]
+                    .copy_from_slice(&bytes[(from - at) as usize..(to - at) as usize]);
+            }
+        }
+        Ok(())
+    }
+
+    fn name(&self) -> &str {
+        "fuzz"
+    }
+}
+
+/// Any bytes as a [`SparseSource`] holding a volume of `choice`, checked
+/// like [`volume`].
+pub fn sparse_volume(data: &[u8], choice: FsChoice) {
+    if let Some(src) = SparseSource::decode(data) {
+        volume_source(&src, choice);
     }
 }
 
@@ -359,117 +452,4 @@ fn read_all(r: &mut dyn crate::files::FileRead, size: u64, buf: &mut [u8]) {
         }
         piece = piece * 7 % 65_521 + 4093;
     }
-}
-
-/// Sectors a [`SparseVolume`] may span: 1 GiB.
-pub const MAX_SPARSE_SECTORS: u64 = 1 << 21;
-
-/// A compact input form for filesystems whose smallest volume is far
-/// larger than a fuzz input (XFS: 300 MB): the volume's non-zero sectors
-/// and their places, zeros elsewhere.
-///
-/// Encoding: a little-endian u32, the volume size in 512-byte sectors
-/// (cut to [`MAX_SPARSE_SECTORS`]); then records of a little-endian u32
-/// first sector, a little-endian u16 sector count and that many 512-byte
-/// sectors. Later records overwrite earlier ones; sectors past the volume
-/// size are dropped; a short last record keeps what it has (zero-padded
-/// to a sector).
-pub struct SparseVolume {
-    size: u64,
-    sectors: BTreeMap<u64, [u8; 512]>,
-}
-
-impl SparseVolume {
-    /// Decodes any bytes (every input is some volume).
-    pub fn decode(data: &[u8]) -> Self {
-        let le32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        let size = if data.len() >= 4 {
-            u64::from(le32(data)).min(MAX_SPARSE_SECTORS) * 512
-        } else {
-            0
-        };
-        let mut sectors = BTreeMap::new();
-        let mut rest = data.get(4..).unwrap_or(&[]);
-        while rest.len() >= 6 {
-            let first = u64::from(le32(rest));
-            let count = usize::from(u16::from_le_bytes([rest[4], rest[5]]));
-            rest = &rest[6..];
-            let take = (count * 512).min(rest.len());
-            for (k, s) in rest[..take].chunks(512).enumerate() {
-                let at = first + k as u64;
-                if at * 512 < size {
-                    let mut b = [0u8; 512];
-                    b[..s.len()].copy_from_slice(s);
-                    sectors.insert(at, b);
-                }
-            }
-            rest = &rest[take..];
-        }
-        SparseVolume { size, sectors }
-    }
-
-    /// Encodes the sectors of `volume` (a multiple of 512 bytes long) that
-    /// are not all zeros and for which `keep(sector)` holds.
-    pub fn encode(volume: &[u8], keep: impl Fn(u64) -> bool) -> Vec<u8> {
-        let n = (volume.len() / 512) as u64;
-        let mut out = u32::try_from(n.min(MAX_SPARSE_SECTORS))
-            .expect("at most 2^21 sectors")
-            .to_le_bytes()
-            .to_vec();
-        let wanted = |s: u64| {
-            s < n.min(MAX_SPARSE_SECTORS)
-                && keep(s)
-                && volume[s as usize * 512..(s as usize + 1) * 512]
-                    .iter()
-                    .any(|&b| b != 0)
-        };
-        let mut s = 0;
-        while s < n.min(MAX_SPARSE_SECTORS) {
-            if !wanted(s) {
-                s += 1;
-                continue;
-            }
-            let mut e = s + 1;
-            while e < n && e - s < u64::from(u16::MAX) && wanted(e) {
-                e += 1;
-            }
-            out.extend_from_slice(&(s as u32).to_le_bytes());
-            out.extend_from_slice(&((e - s) as u16).to_le_bytes());
-            out.extend_from_slice(&volume[s as usize * 512..e as usize * 512]);
-            s = e;
-        }
-        out
-    }
-}
-
-impl Source for SparseVolume {
-    fn size(&self) -> u64 {
-        self.size
-    }
-
-    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
-        let end = offset
-            .checked_add(buf.len() as u64)
-            .filter(|&e| e <= self.size)
-            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
-        buf.fill(0);
-        if buf.is_empty() {
-            return Ok(());
-        }
-        for (&s, b) in self.sectors.range(offset / 512..=(end - 1) / 512) {
-            let (from, to) = ((s * 512).max(offset), ((s + 1) * 512).min(end));
-            buf[(from - offset) as usize..(to - offset) as usize]
-                .copy_from_slice(&b[(from - s * 512) as usize..(to - s * 512) as usize]);
-        }
-        Ok(())
-    }
-
-    fn name(&self) -> &str {
-        "fuzz"
-    }
-}
-
-/// Any bytes as a [`SparseVolume`] of `choice`, with [`volume`]'s checks.
-pub fn sparse_volume(data: &[u8], choice: FsChoice) {
-    check_volume(&SparseVolume::decode(data), choice);
 }

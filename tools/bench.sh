@@ -4,15 +4,18 @@
 # volume or disk kept in RAM.
 #
 # Usage: tools/bench.sh mount [see tools/bench-mount.sh]
-#        tools/bench.sh [ext4|ntfs|fat32|xfs|disk|all] [--size MIB] [--fill PCT] [--runs N]
+#        tools/bench.sh [ext4|ntfs|fat32|xfs|btrfs|disk|all]
 #                       [--seed N] [--only SCENARIOS] [--label TEXT] [--smoke]
 #                       [--no-md | --md FILE] [--profile] [--keep | --drop] [--no-pretouch]
 #                       [--no-settle]
 #   defaults: ext4, --runs 5; a volume --size 4096 --fill 40, the disk
 #             --size 8192 --fill 20
-#   all:      ext4, then ntfs, then fat32, then xfs, then disk
+#   all:      ext4, then ntfs, then fat32, then xfs, then btrfs, then disk
 #   xfs:      filled through a loop mount; no files scenarios (fsimg ls,
 #             cat and extract do not read XFS)
+#   btrfs:    mkfs.btrfs (one device, DUP metadata), filled through a loop
+#             mount; peers partclone.btrfs and partclone | zstd (no files
+#             scenario: fsimg does not read btrfs files)
 #   disk:     a whole disk in the Raspberry Pi OS layout (MBR; partition 1
 #             FAT32, 512 MiB at sector 8192; partition 2 ext4, the rest),
 #             both partitions filled to PCT % (tools/make-bench-fs.sh --fs
@@ -91,7 +94,7 @@
 #            (tools/files-manifest.py: names, types, sizes, sha256, and for
 #            ext4 modes and mtimes), the volume mounted read-only (FAT: copied
 #            out with mcopy)
-# partclone.FS is partclone.extfs, partclone.ntfs, partclone.fat32 or partclone.xfs.  On the
+# partclone.FS is partclone.extfs, partclone.ntfs, partclone.fat32, partclone.xfs or partclone.btrfs.  On the
 # disk (DISK), "the Clonezilla way" is what Clonezilla's savedisk does:
 # sfdisk -d DISK, dd of sector 0 and of the gap before partition 1, then
 # for each partition, through a loop device at its offset (losetup -f -o
@@ -127,7 +130,7 @@ fi
 fs=ext4 size="" fill="" runs="" smoke=0 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0 keep="" pretouch="" settle=""
 while [ $# -gt 0 ]; do
     case $1 in
-        ext4|ntfs|fat32|xfs|disk|all) fs=$1; shift ;;
+        ext4|ntfs|fat32|xfs|btrfs|disk|all) fs=$1; shift ;;
         --size) size=$2; shift 2 ;;
         --fill) fill=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
@@ -155,12 +158,12 @@ case $runs in ''|*[!0-9]*|0) echo "bench: --runs must be a positive number" >&2;
 [ "$(id -u)" = 0 ] || { echo "bench: must run as root (the volume is filled through a loop or FUSE mount)" >&2; exit 1; }
 case $fs in
     all)
-        filesystems="ext4 ntfs fat32 xfs disk"
+        filesystems="ext4 ntfs fat32 xfs btrfs disk"
         # NTFS volumes are filled through ntfs-3g, which needs FUSE; a
         # machine without it (some CI containers) still runs the others.
         if [ ! -c /dev/fuse ]; then
             echo "bench: no /dev/fuse for ntfs-3g: skipping ntfs" >&2
-            filesystems="ext4 fat32 xfs disk"
+            filesystems="ext4 fat32 xfs btrfs disk"
         fi
         ;;
     *) filesystems=$fs ;;
@@ -173,6 +176,7 @@ for f in $filesystems; do
         ntfs) tools="$tools mkntfs ntfs-3g ntfsclone ntfsfix ntfsinfo partclone.ntfs umount" ;;
         fat32) tools="$tools mkfs.fat fsck.fat mcopy mdel mshowfat partclone.fat32" ;;
         xfs) tools="$tools mkfs.xfs xfs_repair partclone.xfs mount umount" ;;
+        btrfs) tools="$tools mkfs.btrfs btrfs partclone.btrfs mount umount" ;;
         disk) tools="$tools sfdisk losetup truncate mkfs.fat fsck.fat mcopy mdel mkfs.ext4 e2fsck
                      partclone.vfat partclone.extfs mount umount" ;;
     esac

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Build (or reuse) a deterministic benchmark volume (ext4, NTFS, FAT32 or XFS), or
-# a whole disk (Raspberry Pi layout: MBR, FAT32 boot, ext4 root), in /dev/shm.
+# Build (or reuse) a deterministic benchmark volume (ext4, NTFS, FAT32, XFS or
+# btrfs), or a whole disk (Raspberry Pi layout: MBR, FAT32 boot, ext4 root), in
+# /dev/shm.
 #
-# Usage: tools/make-bench-fs.sh [--fs ext4|ntfs|fat32|xfs|disk] [--size MIB] [--fill PCT]
+# Usage: tools/make-bench-fs.sh [--fs ext4|ntfs|fat32|xfs|btrfs|disk] [--size MIB] [--fill PCT]
 #                               [--seed N] [--dir DIR]
 #        (defaults: ext4, 4096 MiB, 40 %, seed 1, DIR /dev/shm/fsimg-bench)
 #
@@ -19,14 +20,16 @@
 #               only the reserved sectors, the FATs and the root cluster);
 #        xfs    mkfs.xfs -K (no discard) with a fixed UUID and label (v5
 #               defaults otherwise);
-#   3. mount (ext4 and FAT32: kernel loop mount; NTFS: ntfs-3g through
+#        btrfs  mkfs.btrfs -K (no TRIM) with a fixed UUID: DUP metadata,
+#               single data, crc32c;
+#   3. mount (ext4, XFS, btrfs and FAT32: kernel loop mount; NTFS: ntfs-3g through
 #      /dev/fuse), tools/bench-fill.py writes files from random.Random(seed)
 #      up to PCT % of the volume, plus ~10 % of the capacity in files that are
 #      deleted at the end (free blocks with stale data between the kept
 #      files).  Only directories and regular files, with 8.3 names and at
 #      most 256 MiB each, so the same tree fits FAT32;
-#   4. unmount, then check: e2fsck -fn, ntfsfix -n, fsck.fat -n or
-#      xfs_repair -n -f.
+#   4. unmount, then check: e2fsck -fn, ntfsfix -n, fsck.fat -n,
+#      xfs_repair -n -f or btrfs check --readonly.
 # A disk (--fs disk) is a sparse file, not prefilled (so that dd's sparse
 # clone of it fits in RAM next to it): sfdisk writes an MBR (label-id
 # 0x5a8b3c1d, as Raspberry Pi OS images: PARTUUID 5a8b3c1d-02), partition 1
@@ -57,7 +60,7 @@ while [ $# -gt 0 ]; do
         *) echo "make-bench-fs: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
-case $fs in ext4|ntfs|fat32|xfs|disk) ;; *) echo "make-bench-fs: --fs must be ext4, ntfs, fat32, xfs or disk" >&2; exit 2 ;; esac
+case $fs in ext4|ntfs|fat32|xfs|btrfs|disk) ;; *) echo "make-bench-fs: --fs must be ext4, ntfs, fat32, xfs, btrfs or disk" >&2; exit 2 ;; esac
 case $size in ''|*[!0-9]*) echo "make-bench-fs: --size must be MiB" >&2; exit 2 ;; esac
 case $fill in ''|*[!0-9]*) echo "make-bench-fs: --fill must be a percentage" >&2; exit 2 ;; esac
 [ "$size" -ge 256 ] || { echo "make-bench-fs: --size must be at least 256" >&2; exit 2; }
@@ -68,6 +71,7 @@ case $fs in
     ntfs) fstools="mkntfs ntfs-3g ntfsfix" ;;
     fat32) fstools="mkfs.fat fsck.fat mcopy mdel" ;;
     xfs) fstools="mkfs.xfs xfs_repair" ;;
+    btrfs) fstools="mkfs.btrfs btrfs" ;;
     disk) fstools="sfdisk losetup truncate mkfs.fat fsck.fat mcopy mdel mkfs.ext4 e2fsck" ;;
 esac
 for tool in $fstools python3 sha256sum mount umount mountpoint; do
@@ -236,6 +240,13 @@ ntfs)
     done
     mountpoint -q "$mnt" || { echo "make-bench-fs: ntfs-3g did not mount" >&2; exit 1; }
     ;;
+btrfs)
+    echo "make-bench-fs: mkfs.btrfs" >&2
+    # -K: no TRIM, so the free space keeps the prefilled bytes.
+    mkfs.btrfs -q -f -K -L fsimg-bench -U 6b656e63-6866-7369-6d67-000000000003 "$tmp" >/dev/null
+    mkfs_desc="mkfs.btrfs -K (btrfs-progs defaults otherwise: DUP metadata, single data, crc32c), filled through a loop mount"
+    mount -o loop,noatime "$tmp" "$mnt"
+    ;;
 fat32)
     echo "make-bench-fs: mkfs.fat -F 32" >&2
     mkfs.fat -F 32 --invariant -i 6b656e63 -n FSIMGBENCH "$tmp" >/dev/null
@@ -280,6 +291,9 @@ fat32)
 xfs)
     echo "make-bench-fs: xfs_repair -n -f" >&2
     xfs_repair -n -f "$tmp" >&2 ;;
+btrfs)
+    echo "make-bench-fs: btrfs check --readonly" >&2
+    btrfs check --readonly "$tmp" >&2 ;;
 esac
 mv "$tmp" "$vol"
 { echo "$mkfs_desc, prefilled with pseudorandom bytes, seed $seed;"

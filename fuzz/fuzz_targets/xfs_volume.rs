@@ -1,6 +1,6 @@
 //! Any bytes (up to 2 MiB) as an XFS volume in the sparse form of
-//! `fsimg::fuzz::SparseVolume`: a u32 volume size in sectors (up to 1 GiB),
-//! then (u32 first sector, u16 count, sectors) records on zeros. Real XFS
+//! `fsimg::fuzz::SparseSource`: the device size (u64 LE, up to 1 GiB),
+//! then pieces (offset u64 LE, length u32 LE, bytes) on zeros. Real XFS
 //! volumes are 300 MB at least; only their non-zero metadata sectors fit a
 //! fuzz input, so the input lists them with their places. Superblock,
 //! log head search, AGF, AGFL and free-space btree walks, and the

@@ -3,6 +3,7 @@
 
 use super::error::XfsError;
 use super::superblock::{Superblock, checksum};
+use crate::bytes::u32be as be32;
 
 /// "XAGF".
 pub const AGF_MAGIC: u32 = 0x5841_4746;
@@ -38,10 +39,6 @@ pub struct Agf {
     pub btreeblks: u32,
     /// Blocks of the rmapbt (v5 with rmapbt).
     pub rmap_blocks: u32,
-}
-
-fn be32(b: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes(b[o..o + 4].try_into().expect("4 bytes"))
 }
 
 impl Agf {

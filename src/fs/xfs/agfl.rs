@@ -4,6 +4,7 @@
 use super::agf::Agf;
 use super::error::XfsError;
 use super::superblock::{Superblock, checksum};
+use crate::bytes::u32be as be32;
 
 /// "XAFL".
 pub const AGFL_MAGIC: u32 = 0x5841_464c;
@@ -11,10 +12,6 @@ pub const AGFL_MAGIC: u32 = 0x5841_464c;
 const V5_HEADER: usize = 36;
 /// Byte offset of `agfl_crc` (v5).
 const AGFL_CRC_OFFSET: usize = 32;
-
-fn be32(b: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
 
 /// The AG blocks on the free list of AG `ag` (`raw` is its AGFL sector,
 /// read at byte `offset`), checked against the AGF's ring indexes.

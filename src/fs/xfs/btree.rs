@@ -4,6 +4,7 @@
 
 use super::error::{BtreeFault, XfsError};
 use super::superblock::{Superblock, checksum};
+use crate::bytes::{u16be as be16, u32be as be32, u64be as be64};
 use crate::error::Result;
 use crate::source::Source;
 
@@ -43,16 +44,6 @@ impl Tree {
             (Tree::Cnt, true) => 0x4142_3343,
         }
     }
-}
-
-fn be16(b: &[u8], o: usize) -> u16 {
-    u16::from_be_bytes([b[o], b[o + 1]])
-}
-fn be32(b: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
-fn be64(b: &[u8], o: usize) -> u64 {
-    u64::from_be_bytes(b[o..o + 8].try_into().expect("8 bytes"))
 }
 
 /// What a walk found.

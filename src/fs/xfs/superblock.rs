@@ -2,6 +2,7 @@
 //! `struct xfs_dsb` in xfsprogs' xfs_format.h.
 
 use super::error::XfsError;
+use crate::bytes::{u16be as be16, u32be as be32, u64be as be64};
 use crate::fs::ext::checksum::crc32c;
 
 /// "XFSB".
@@ -132,16 +133,6 @@ pub struct Superblock {
     pub incompat: u32,
     /// v5 log incompat features.
     pub log_incompat: u32,
-}
-
-fn be16(b: &[u8], o: usize) -> u16 {
-    u16::from_be_bytes([b[o], b[o + 1]])
-}
-fn be32(b: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes(b[o..o + 4].try_into().expect("4 bytes"))
-}
-fn be64(b: &[u8], o: usize) -> u64 {
-    u64::from_be_bytes(b[o..o + 8].try_into().expect("8 bytes"))
 }
 
 /// The XFS CRC32C of `data` with the 4 bytes at `crc_off` taken as zeros

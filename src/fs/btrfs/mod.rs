@@ -71,8 +71,13 @@ impl Btrfs {
         if src.size() < at + SUPER_SIZE as u64 {
             return Ok(false);
         }
-        let raw = src.read_vec(at, 0x48)?;
-        Ok(Superblock::has_magic(&raw))
+        // An unreadable sector there says nothing: another filesystem's
+        // probe (FAT's, in rescue) may still recognise the volume.
+        match src.read_vec(at, 0x48) {
+            Ok(raw) => Ok(Superblock::has_magic(&raw)),
+            Err(Error::Read { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Opens the volume: reads and checks the superblock and its mirrors,

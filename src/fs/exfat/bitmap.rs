@@ -70,6 +70,8 @@ pub fn read(
     let mut unreadable = None::<(u64, u64)>;
     for (i, &c) in chain.iter().enumerate() {
         let at = boot.cluster_offset(c);
+        // Byte ranges of `buf` that could not be read (rescue).
+        let mut lost: Vec<(u64, u64)> = Vec::new();
         let buf = match src.read_vec(at, cs as usize) {
             Ok(v) => v,
             Err(Error::Read { .. }) if rescue => {
@@ -83,6 +85,7 @@ pub fn read(
                         Ok(()) => {}
                         Err(Error::Read { .. }) => {
                             r.fill(0xFF);
+                            lost.push((s * ss, (s + 1) * ss));
                             let u = unreadable.get_or_insert((0, at + s * ss));
                             u.0 += 1;
                         }
@@ -101,10 +104,16 @@ pub fn read(
             &buf,
             (cs * 8).min((clusters + 2).saturating_sub(first_cluster)),
         );
-        // Bits past the last cluster, up to the end of this cluster.
+        // Bits past the last cluster, within DataLength (the rest of the
+        // bitmap's last cluster is slack, not bitmap), in what was read.
         for (j, &b) in buf.iter().enumerate() {
-            let bit0 = (byte0 + j as u64) * 8;
-            if bit0 + 8 <= clusters || b == 0 {
+            let pos = byte0 + j as u64;
+            let bit0 = pos * 8;
+            if bit0 + 8 <= clusters
+                || b == 0
+                || pos >= e.length
+                || lost.iter().any(|&(s, t)| (s..t).contains(&(j as u64)))
+            {
                 continue;
             }
             let skip = clusters.saturating_sub(bit0).min(8) as u32;

@@ -247,6 +247,13 @@ impl Boot {
         }
     }
 
+    /// VolumeFlags and PercentInUse from `main` (the main boot sector's
+    /// bytes), which the filesystem updates and the backup does not.
+    pub fn take_state(&mut self, main: &[u8]) {
+        self.flags = u16le(main, VOLUME_FLAGS);
+        self.percent_in_use = main[PERCENT_IN_USE];
+    }
+
     /// The VolumeDirty flag.
     pub fn dirty(&self) -> bool {
         self.flags & VOLUME_DIRTY != 0

@@ -183,6 +183,7 @@ pub fn walk(
     boot: &Boot,
     fat: &mut FatTable,
     bitmap: &AllocationMap,
+    bitmap_complete: bool,
     rescue: bool,
 ) -> Result<Walked> {
     let last = boot.last_cluster();
@@ -232,7 +233,7 @@ pub fn walk(
             "{n} FAT read(s) failed (the first at byte {at}): the chains through them are not followed"
         ));
     }
-    if w.unreadable_dirs.is_none() && w.unreadable_fat.is_none() {
+    if bitmap_complete && w.unreadable_dirs.is_none() && w.unreadable_fat.is_none() {
         let in_bitmap = w.claimed - w.not_in_bitmap.map_or(0, |n| n.0);
         let allocated = bitmap.count_used(2, u64::from(boot.cluster_count));
         if allocated > in_bitmap {

@@ -78,6 +78,14 @@ pub enum ExfatError {
         /// The checksum computed.
         computed: u32,
     },
+    /// Part of the main boot region cannot be read.
+    #[error("exfat: {len} bytes of the main boot region at byte {at} are unreadable")]
+    Unreadable {
+        /// Offset of the failed read.
+        at: u64,
+        /// Its length.
+        len: u64,
+    },
     /// Both boot regions are damaged.
     #[error("{main}; the backup boot region is no better: {backup}")]
     BothBootRegions {

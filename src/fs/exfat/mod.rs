@@ -116,24 +116,34 @@ impl Exfat {
             Err(main) => {
                 let main = match main {
                     Error::Exfat(e) => e,
-                    Error::Read { offset, len, .. } => ExfatError::Layout {
-                        at: offset,
-                        problem: format!("{len} bytes of the main boot region are unreadable"),
-                    },
+                    Error::Read { offset, len, .. } => ExfatError::Unreadable { at: offset, len },
                     e => return Err(e),
                 };
-                // Not exFAT at all: no backup to look for.
-                if matches!(main, ExfatError::Signature { .. }) && !Self::probe(src)? {
-                    return Err(main.into());
-                }
+                // Without an exFAT signature in sector 0 either, this is
+                // not exFAT: the main region's error alone says so.
+                let not_exfat = matches!(main, ExfatError::Signature { .. });
                 match backup_region(src) {
-                    Ok(b) => {
+                    Ok(mut b) => {
                         warnings.push(format!(
                             "the main boot region is damaged ({main}); using the backup boot region at byte {}",
                             b.at
                         ));
+                        // The backup's VolumeFlags and PercentInUse are
+                        // not kept up to date: the main sector's count, if
+                        // it can be read at all.
+                        match src.read_vec(0, 512) {
+                            Ok(h) if boot::probe(&h) => b.take_state(&h),
+                            _ => {
+                                b.percent_in_use = 0xFF;
+                                warnings.push(
+                                    "the main boot sector is unreadable or not exFAT's: VolumeDirty is read from the backup, which may be out of date"
+                                        .to_string(),
+                                );
+                            }
+                        }
                         b
                     }
+                    Err(Error::Exfat(_)) if not_exfat => return Err(main.into()),
                     Err(Error::Exfat(backup)) => {
                         return Err(ExfatError::BothBootRegions {
                             main: Box::new(main),
@@ -209,7 +219,14 @@ impl Exfat {
                 fat: active + 1,
             })?;
         let bm = bitmap::read(src, b, &mut table, &entry, self.rescue)?;
-        let walked = dir::walk(src, b, &mut table, &bm.bits, self.rescue)?;
+        let walked = dir::walk(
+            src,
+            b,
+            &mut table,
+            &bm.bits,
+            bm.unreadable.is_none(),
+            self.rescue,
+        )?;
 
         let mut inconsistencies = Vec::new();
         let mut warnings = self.warnings.clone();
@@ -229,7 +246,7 @@ impl Exfat {
         warnings.extend(walked.warnings);
         let used = bm.bits.count_used(2, u64::from(b.cluster_count));
         let cc = u64::from(b.cluster_count);
-        if b.percent_in_use != 0xFF && cc > 0 {
+        if b.percent_in_use != 0xFF && cc > 0 && bm.unreadable.is_none() {
             let floor = used * 100 / cc;
             let ceil = (used * 100).div_ceil(cc);
             let p = u64::from(b.percent_in_use);

@@ -81,16 +81,17 @@ fill() {
     rm "$m/data/victim.bin"
 }
 
-# build NAME SIZE SECTOR CLUSTER LABEL
+# build NAME SIZE SECTOR CLUSTER LABEL [MKFS-ARGS...]
 build() {
     local name=$1 size=$2 sector=$3 cs=$4 label=$5
+    shift 5
     local img=$work/$name.img serial
     serial=0x$(python3 -c 'import sys, zlib; print("%08x" % zlib.crc32(("fsimg-testdata/exfat/" + sys.argv[1]).encode()))' "$name")
     echo "== $name: $size bytes, $sector-byte sectors, $cs-byte clusters" >&2
     rm -f "$img"
     truncate -s "$size" "$img"
     loopdev=$(losetup -f --show -b "$sector" "$img")
-    mkfs.exfat -c "$cs" -L "$label" "$loopdev" >"$work/$name.mkfs.log"
+    mkfs.exfat -c "$cs" -L "$label" "$@" "$loopdev" >"$work/$name.mkfs.log"
     tune.exfat -I "$serial" "$loopdev" >/dev/null
     mount.exfat-fuse "$loopdev" "$work/mnt" 2>/dev/null
     fill "$work/mnt" "$cs"
@@ -130,6 +131,10 @@ PY
 
 build exfat-512 $((4 << 20)) 512 512 S512
 expected exfat-512 deleted_file=/data/victim.bin fragmented_file=/frag/fragmented.bin
+# 1 MiB, 4 KiB boundary alignment: the FAT right after the boot regions,
+# the heap at sector 40 (also the fuzz tests' seed).
+build exfat-tiny $((1 << 20)) 512 512 TINY -b 4K
+expected exfat-tiny deleted_file=/data/victim.bin fragmented_file=/frag/fragmented.bin
 build exfat-4k $((8 << 20)) 512 4096 S4K
 cp "$work/exfat-4k.img" "$work/exfat-texfat.img"
 expected exfat-4k deleted_file=/data/victim.bin fragmented_file=/frag/fragmented.bin

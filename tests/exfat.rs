@@ -877,3 +877,82 @@ fn inside_a_whole_disk() {
         assert!(fs::read(&p).unwrap() == want, "{label}: --partition 1");
     }
 }
+
+/// A volume whose reads fail in one byte range.
+struct Faulty {
+    data: Vec<u8>,
+    bad: (u64, u64),
+}
+
+impl fsimg::source::Source for Faulty {
+    fn size(&self) -> u64 {
+        self.data.len() as u64
+    }
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let end = offset + buf.len() as u64;
+        if offset < self.bad.1 && self.bad.0 < end {
+            return Err(std::io::Error::from_raw_os_error(5));
+        }
+        buf.copy_from_slice(&self.data[offset as usize..end as usize]);
+        Ok(())
+    }
+    fn name(&self) -> &str {
+        "faulty"
+    }
+}
+
+fn faulty_allocation(
+    img: &[u8],
+    bad: (u64, u64),
+    rescue: bool,
+) -> fsimg::Result<fsimg::fs::Allocation> {
+    let d = Faulty {
+        data: img.to_vec(),
+        bad,
+    };
+    let mut fs = open(&d, FsChoice::Auto)?;
+    fs.set_rescue(rescue);
+    fs.allocation(&d)
+}
+
+/// An unreadable directory cluster or FAT sector: an error without
+/// --rescue; with it, a warning, and the bitmap still decides what is
+/// copied (the same map as the healthy volume's).
+#[test]
+fn unreadable_directory_and_fat_in_rescue() {
+    let img = image("exfat", "exfat-4k");
+    let g = geo(&img);
+    let want = allocation(&img);
+    // The cluster of /docs/nested (named by its entry set).
+    let f = file_entry(&img, "nested");
+    let dir_at = g.cluster(u32_at(&img, f + 32 + 20)) as u64;
+    // The FAT sector holding fragmented.bin's chain.
+    let frag = file_entry(&img, "fragmented.bin");
+    let fat_at = (g.fat_entry(u32_at(&img, frag + 32 + 20)) as u64) / 512 * 512;
+    for (bad, warning) in [
+        (
+            (dir_at, dir_at + 512),
+            format!(
+                "1 directory cluster(s) are unreadable (the first at byte {dir_at}): the entries in them are not checked"
+            ),
+        ),
+        (
+            (fat_at, fat_at + 512),
+            // Every chain through the bad sector's 128 entries: the root,
+            // directories, fragmented.bin.
+            format!(
+                "3 FAT read(s) failed (the first at byte {}): the chains through them are not followed",
+                g.fat + 5 * 4
+            ),
+        ),
+    ] {
+        assert!(matches!(
+            faulty_allocation(&img, bad, false),
+            Err(fsimg::Error::Read { .. })
+        ));
+        let a = faulty_allocation(&img, bad, true).unwrap();
+        assert!(a.inconsistencies.is_empty(), "{:?}", a.inconsistencies);
+        assert!(a.warnings.contains(&warning), "{:?}", a.warnings);
+        assert_eq!(a.map.used_bytes(), want.map.used_bytes());
+    }
+}

@@ -56,7 +56,9 @@ pub struct Root {
 pub fn scan_root(src: &dyn Source, boot: &Boot, fat: &mut FatTable, rescue: bool) -> Result<Root> {
     let mut root = Root::default();
     let cs = boot.cluster_size();
-    let max = (MAX_DIR_BYTES / cs).clamp(1, u64::from(boot.cluster_count));
+    let max = (MAX_DIR_BYTES / cs)
+        .min(u64::from(boot.cluster_count))
+        .max(1);
     let mut c = boot.root_cluster;
     let mut seen = std::collections::HashSet::new();
     'chain: for _ in 0..max {

@@ -3,11 +3,11 @@
 //! chains it follows). exFAT files allocated contiguously (NoFatChain)
 //! have no FAT chain at all: their FAT entries are meaningless.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::boot::Boot;
 use crate::bytes::u32le;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::source::Source;
 
 /// Bytes of the FAT read at a time.
@@ -26,6 +26,9 @@ pub struct FatTable {
     /// Its length in bytes.
     len: u64,
     windows: HashMap<u64, Vec<u8>>,
+    /// Windows that could not be read whole: their entries are read one
+    /// by one, so that one bad sector loses only its own entries.
+    failed: HashSet<u64>,
 }
 
 impl FatTable {
@@ -35,6 +38,7 @@ impl FatTable {
             at: boot.fat_bytes(boot.active_fat()),
             len: u64::from(boot.fat_length) << boot.bps_shift,
             windows: HashMap::new(),
+            failed: HashSet::new(),
         }
     }
 
@@ -51,14 +55,25 @@ impl FatTable {
             return Ok(0);
         }
         let w = off / WINDOW;
+        if self.failed.contains(&w) {
+            return Ok(u32le(&src.read_vec(self.at + off, 4)?, 0));
+        }
         if !self.windows.contains_key(&w) {
             if self.windows.len() >= MAX_WINDOWS {
                 self.windows.clear();
             }
             let start = w * WINDOW;
             let len = WINDOW.min(self.len - start);
-            self.windows
-                .insert(w, src.read_vec(self.at + start, len as usize)?);
+            match src.read_vec(self.at + start, len as usize) {
+                Ok(v) => {
+                    self.windows.insert(w, v);
+                }
+                Err(Error::Read { .. }) => {
+                    self.failed.insert(w);
+                    return Ok(u32le(&src.read_vec(self.at + off, 4)?, 0));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(self
             .windows

@@ -7,12 +7,11 @@
 //! cluster ClusterCount + 1 inclusive.
 //!
 //! Not used: the sectors after the cluster heap up to VolumeLength. The
-//! specification calls them the Excess Space: ClusterCount is the number
-//! of whole clusters that fit, and nothing of the filesystem (no structure,
-//! no file data) lives past the last cluster, so a copy leaves them zero.
-//! (FAT is different: fsimg copies FAT's tail because some tools hide a
-//! backup there; exFAT's backup boot region is at sector 12, before the
-//! heap.)
+//! specification names them the Excess Space: ClusterCount is the number of
+//! whole clusters that fit between ClusterHeapOffset and VolumeLength, and
+//! no structure or file data of the filesystem lives past the last cluster
+//! (both boot regions are at sectors 0-23, before the FATs), so a copy
+//! leaves them zero (partclone.exfat's used count includes them).
 
 pub mod bitmap;
 pub mod boot;

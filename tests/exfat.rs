@@ -291,6 +291,28 @@ fn clone_and_round_trip_every_image() {
         assert!(found(&source), "{name}: no stale data");
         assert!(!found(&cloned), "{name}: stale data copied");
 
+        // -O onto an existing target (a device, say): only the used
+        // clusters are written, the rest keeps what was there.
+        let over = dir.path().join("over.img");
+        fs::write(&over, vec![0xA5u8; source.len()]).unwrap();
+        run_ok(&["-q", "-O", s(&over), s(&src)]);
+        let o = fs::read(&over).unwrap();
+        let a = allocation(&source);
+        let u = a.map.cluster_size() as usize;
+        for c in 0..a.map.total_clusters() as usize {
+            let r = c * u..((c + 1) * u).min(o.len());
+            let want_used = a.map.is_used(c as u64);
+            assert!(
+                if want_used {
+                    o[r.clone()] == source[r]
+                } else {
+                    o[r].iter().all(|&b| b == 0xA5)
+                },
+                "{name}: -O unit {c} (used: {want_used})"
+            );
+        }
+        fs::remove_file(&over).unwrap();
+
         let out = run_ok(&["-q", "-o", "-", s(&src)]);
         assert!(out.stdout == cloned, "{name}: stdout differs");
         assert_round_trips(&name, dir.path(), s(&src), &cloned, "exfat");

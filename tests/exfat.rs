@@ -766,6 +766,15 @@ fn bad_entry_set_checksum() {
 }
 
 #[test]
+fn media_failure_is_a_warning() {
+    let err = warned(|i| i[0x6A] |= 4);
+    assert!(
+        err.contains("warning: the boot sector (byte 106) has MediaFailure set: the device has reported read or write errors (--rescue copies past them)"),
+        "{err}"
+    );
+}
+
+#[test]
 fn percent_in_use_is_a_warning() {
     let err = warned(|i| i[0x70] = 77);
     let e = expected_in("exfat", "exfat-4k");

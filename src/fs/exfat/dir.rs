@@ -5,8 +5,8 @@
 //! bitmap. Chains are followed through the FAT, or as a contiguous run
 //! when the entry says NoFatChain.
 //!
-//! Memory: one bit per cluster for the clusters claimed and one for the
-//! metadata clusters; the walk keeps a stack of directories still to read
+//! Memory: one bit per cluster for the clusters claimed and, for `-m`, one
+//! for the metadata clusters; the walk keeps a stack of directories still to read
 //! and one entry set (at most 256 entries) at a time. A chain stops at the
 //! first cluster claimed before (a loop or a cross-link), so every walk
 //! ends.
@@ -102,8 +102,8 @@ pub fn scan_root(src: &dyn Source, boot: &Boot, fat: &mut FatTable, rescue: bool
 /// What the walk found.
 pub struct Walked {
     /// Bit c set for every metadata cluster: directories, allocation
-    /// bitmaps, the up-case table.
-    pub meta: AllocationMap,
+    /// bitmaps, the up-case table (when asked for).
+    pub meta: Option<AllocationMap>,
     /// Broken chains and entry sets, and clusters the tree uses that the
     /// bitmap says are free: copying would lose data.
     pub problems: Vec<String>,
@@ -164,7 +164,7 @@ struct Walker<'a> {
     bitmap: &'a AllocationMap,
     rescue: bool,
     tree: AllocationMap,
-    meta: AllocationMap,
+    meta: Option<AllocationMap>,
     claimed: u64,
     problems: Vec<String>,
     problem_count: u64,
@@ -186,6 +186,7 @@ pub fn walk(
     fat: &mut FatTable,
     bitmap: &AllocationMap,
     bitmap_complete: bool,
+    want_meta: bool,
     rescue: bool,
 ) -> Result<Walked> {
     let last = boot.last_cluster();
@@ -196,7 +197,7 @@ pub fn walk(
         bitmap,
         rescue,
         tree: AllocationMap::new(1, last + 1),
-        meta: AllocationMap::new(1, last + 1),
+        meta: want_meta.then(|| AllocationMap::new(1, last + 1)),
         claimed: 0,
         problems: Vec::new(),
         problem_count: 0,
@@ -333,8 +334,10 @@ impl Walker<'_> {
         }
         self.tree.mark_used(u64::from(c), 1);
         self.claimed += 1;
-        if cur.meta {
-            self.meta.mark_used(u64::from(c), 1);
+        if cur.meta
+            && let Some(m) = &mut self.meta
+        {
+            m.mark_used(u64::from(c), 1);
         }
         if !self.bitmap.is_used(u64::from(c)) {
             let n = self.not_in_bitmap.get_or_insert((0, c, owner));

@@ -204,7 +204,11 @@ impl Exfat {
     }
 
     /// The allocation bitmap and the walk of the tree, with every finding.
-    fn scan(&self, src: &dyn Source) -> Result<(Allocation, AllocationMap)> {
+    fn scan(
+        &self,
+        src: &dyn Source,
+        want_meta: bool,
+    ) -> Result<(Allocation, Option<AllocationMap>)> {
         let b = &self.boot;
         let mut table = FatTable::new(b);
         let root = dir::scan_root(src, b, &mut table, self.rescue)?;
@@ -224,11 +228,18 @@ impl Exfat {
             &mut table,
             &bm.bits,
             bm.unreadable.is_none(),
+            want_meta,
             self.rescue,
         )?;
 
         let mut inconsistencies = Vec::new();
         let mut warnings = self.warnings.clone();
+        if b.media_failure() {
+            warnings.push(format!(
+                "the boot sector (byte {}) has MediaFailure set: the device has reported read or write errors (--rescue copies past them)",
+                b.at + 0x6A
+            ));
+        }
         if let Some((n, first)) = bm.past_end {
             inconsistencies.push(format!(
                 "the allocation bitmap (entry at byte {}) has {n} bit(s) set past the last cluster {}, the first for cluster {first}",
@@ -363,11 +374,12 @@ impl Filesystem for Exfat {
     }
 
     fn allocation(&self, src: &dyn Source) -> Result<Allocation> {
-        Ok(self.scan(src)?.0)
+        Ok(self.scan(src, false)?.0)
     }
 
     fn metadata(&self, src: &dyn Source) -> Result<Metadata> {
-        let (mut alloc, meta) = self.scan(src)?;
+        let (mut alloc, meta) = self.scan(src, true)?;
+        let meta = meta.unwrap_or_else(|| AllocationMap::new(1, 0));
         alloc.map = self.device_map(&meta);
         alloc
             .details

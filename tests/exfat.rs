@@ -789,8 +789,11 @@ fn percent_in_use_is_a_warning() {
     );
 }
 
-/// Rescue mode: an unreadable bitmap cluster is copied as used; an
-/// unreadable main boot region falls back to the backup.
+/// Rescue mode end to end through the command line, where the machine has
+/// faultydisk (a FUSE file failing chosen ranges; not in this repository):
+/// an unreadable bitmap cluster is copied as used; an unreadable main boot
+/// region falls back to the backup. rescue_copy_with_a_mapfile_in_process
+/// checks the same everywhere.
 #[test]
 fn rescue_with_a_mapfile_on_unreadable_metadata() {
     let img = image("exfat", "exfat-4k");
@@ -986,4 +989,100 @@ fn unreadable_directory_and_fat_in_rescue() {
         assert!(a.warnings.contains(&warning), "{:?}", a.warnings);
         assert_eq!(a.map.used_bytes(), want.map.used_bytes());
     }
+}
+
+/// A rescue copy driven in-process (as tests/rescue.rs does): the main
+/// boot sector and a bitmap sector unreadable. The volume opens from the
+/// backup region, the bitmap sector's clusters are copied as used, the
+/// mapfile records both bad sectors and the output holds the bad-sector
+/// marker there and the volume's bytes elsewhere in what is used.
+#[test]
+fn rescue_copy_with_a_mapfile_in_process() {
+    use fsimg::copier::BAD_SECTOR_MARKER;
+    use fsimg::mapfile::Mapfile;
+    use fsimg::ops::{Resume, rescue_copy};
+    use fsimg::report::Silent;
+    use fsimg::sink::{FileMode, FileSink};
+    use fsimg::source::Source;
+
+    let img = image("exfat", "exfat-4k");
+    let g = geo(&img);
+    let bitmap = g.cluster(u32_at(&img, bitmap_entry(&img, 0) + 20)) as u64;
+    // Two bad ranges: a Faulty source fails one, so chain two.
+    struct Two(Faulty, (u64, u64));
+    impl Source for Two {
+        fn size(&self) -> u64 {
+            self.0.size()
+        }
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+            let end = offset + buf.len() as u64;
+            if offset < self.1.1 && self.1.0 < end {
+                return Err(std::io::Error::from_raw_os_error(5));
+            }
+            self.0.read_exact_at(buf, offset)
+        }
+        fn name(&self) -> &str {
+            "two"
+        }
+    }
+    let d = Two(
+        Faulty {
+            data: img.clone(),
+            bad: (0, 512),
+        },
+        (bitmap, bitmap + 512),
+    );
+    let mut fs = open(&d, FsChoice::Auto).unwrap();
+    assert!(
+        fs.allocation(&d).is_err(),
+        "no rescue: the bitmap read fails"
+    );
+    fs.set_rescue(true);
+    let a = fs.allocation(&d).unwrap();
+    assert!(a.inconsistencies.is_empty(), "{:?}", a.inconsistencies);
+    assert!(
+        a.warnings[0].starts_with("the main boot region is damaged (exfat: 512 bytes of the main boot region at byte 0 are unreadable)"),
+        "{:?}",
+        a.warnings
+    );
+    assert!(a.warnings.contains(&format!(
+        "1 allocation bitmap sector(s) are unreadable (the first at byte {bitmap}): the clusters they describe are copied"
+    )));
+    // The unreadable sector describes clusters 2..4097: all of the 1536.
+    let unit = u64::from(a.map.cluster_size());
+    let heap_units = (g.clusters * g.cs as u64) / unit;
+    assert_eq!(
+        a.map.count_used(g.heap as u64 / unit, heap_units),
+        heap_units
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.img");
+    let map = dir.path().join("out.map");
+    let resume = Resume {
+        mapfile: Some(map.clone()),
+        retries: 0,
+    };
+    let mut sink = FileSink::open(&out, FileMode::Create, d.size(), None).unwrap();
+    let stats = rescue_copy(
+        &d,
+        &a.map,
+        &mut sink,
+        Mapfile::new(d.size()),
+        &resume,
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(stats.bad.len(), 2, "{:?}", stats.bad);
+    let text = fs::read_to_string(&map).unwrap();
+    for at in [0, bitmap] {
+        assert!(
+            text.contains(&format!("0x{at:08X}  0x00000200  -")),
+            "{at}: {text}"
+        );
+    }
+    let o = fs::read(&out).unwrap();
+    assert_eq!(&o[..10], BAD_SECTOR_MARKER);
+    assert_eq!(&o[bitmap as usize..bitmap as usize + 10], BAD_SECTOR_MARKER);
+    assert!(o[512..bitmap as usize] == img[512..bitmap as usize]);
 }

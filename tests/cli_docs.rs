@@ -249,7 +249,7 @@ fn the_bash_completions_load_and_complete() {
     assert_eq!(values("fsimg completions "), ["bash", "zsh", "fish"]);
     assert_eq!(
         values("fsimg --fs-type "),
-        ["auto", "ext", "fat", "ntfs", "raw"]
+        ["auto", "ext", "fat", "ntfs", "exfat", "xfs", "btrfs", "raw"]
     );
     let opts = complete("fsimg --");
     for o in ["--save-image", "--restore-image", "--rescue", "--partition"] {

@@ -752,6 +752,29 @@ fn fat_chain_loop_and_out_of_range() {
 }
 
 #[test]
+fn contiguous_files_crossing() {
+    let img = image("exfat", "exfat-4k");
+    let deep = file_entry(&img, "deep.txt");
+    let big = file_entry(&img, "big.raw");
+    assert_eq!(
+        (img[deep + 33] & 2, img[big + 33] & 2),
+        (2, 2),
+        "NoFatChain files"
+    );
+    let shared = u32_at(&img, deep + 52);
+    refused(
+        &[],
+        |i| {
+            i[big + 52..big + 56].copy_from_slice(&shared.to_le_bytes());
+            fix_set_checksum(i, big);
+        },
+        &format!(
+            "cluster {shared} is already used by another file or directory, or earlier in this chain (a cross-link or a loop)"
+        ),
+    );
+}
+
+#[test]
 fn bad_entry_set_checksum() {
     let img = image("exfat", "exfat-4k");
     let f = file_entry(&img, "deep.txt");

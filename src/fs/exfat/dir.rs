@@ -401,9 +401,69 @@ impl Walker<'_> {
             ));
             return Ok(());
         }
+        if contiguous {
+            self.claim_run(
+                owner,
+                first,
+                length.div_ceil(self.boot.cluster_size()),
+                meta,
+            );
+            return Ok(());
+        }
         let mut cur = self.cursor(owner, first, Some(length), contiguous, meta);
         while self.advance(&mut cur)?.is_some() {}
         Ok(())
+    }
+
+    /// Claims `n` contiguous clusters from `first` (a NoFatChain file)
+    /// with whole-range bitmap operations: a large video file is millions
+    /// of clusters. Same findings as cluster by cluster through
+    /// [`Self::advance`].
+    fn claim_run(&mut self, owner: u64, first: u32, n: u64, meta: bool) {
+        if n == 0 {
+            return;
+        }
+        let last = self.boot.last_cluster();
+        let first64 = u64::from(first);
+        if first < 2 || first64 > last {
+            self.problem(format!(
+                "the chain named at byte {owner}: its first cluster is cluster {first}, which is not a cluster (2..={last})"
+            ));
+            return;
+        }
+        let mut end = first64.saturating_add(n).min(last + 1);
+        // The first cluster claimed before: a cross-link.
+        let mut crossed = None;
+        if self.tree.count_used(first64, end - first64) > 0 {
+            crossed = (first64..end).find(|&c| self.tree.is_used(c));
+            end = crossed.unwrap_or(end);
+        }
+        let count = end - first64;
+        self.tree.mark_used(first64, count);
+        self.claimed += count;
+        if let Some(m) = &mut self.meta
+            && meta
+        {
+            m.mark_used(first64, count);
+        }
+        let allocated = self.bitmap.count_used(first64, count);
+        if allocated < count {
+            let c = (first64..end)
+                .find(|&c| !self.bitmap.is_used(c))
+                .unwrap_or(first64);
+            let e = self.not_in_bitmap.get_or_insert((0, c as u32, owner));
+            e.0 += count - allocated;
+        }
+        if let Some(c) = crossed {
+            self.problem(format!(
+                "the chain named at byte {owner}: cluster {c} is already used by another file or directory, or earlier in this chain (a cross-link or a loop)"
+            ));
+        } else if first64 + n > last + 1 {
+            self.problem(format!(
+                "the chain named at byte {owner}: its contiguous (NoFatChain) clusters run on to cluster {}, which is not a cluster (2..={last})",
+                last + 1
+            ));
+        }
     }
 
     /// Reads one directory, claiming its clusters and those of every file

@@ -218,13 +218,15 @@ pub fn walk(
         w.directory(d, &mut stack)?;
     }
     let mut warnings = Vec::new();
-    if w.upcase == 0 {
-        w.problem("the root directory has no up-case table entry (type 0x82)".to_string());
-    }
+    // First, never cut off by the list's limit: what a copy would lose.
+    let mut problems = Vec::new();
     if let Some((n, c, owner)) = w.not_in_bitmap {
-        w.problem(format!(
+        problems.push(format!(
             "{n} cluster(s) in use by the directory tree are free in the allocation bitmap, the first is cluster {c} (chain named at byte {owner}): they would not be copied"
         ));
+    }
+    if w.upcase == 0 {
+        problems.push("the root directory has no up-case table entry (type 0x82)".to_string());
     }
     if let Some((n, at)) = w.unreadable_dirs {
         warnings.push(format!(
@@ -246,13 +248,12 @@ pub fn walk(
             ));
         }
     }
-    let mut problems = w.problems;
-    if w.problem_count > problems.len() as u64 {
-        problems.push(format!(
-            "and {} more problems in the directory tree",
-            w.problem_count - problems.len() as u64
-        ));
+    if w.problem_count > w.problems.len() as u64 {
+        let more = w.problem_count - w.problems.len() as u64;
+        w.problems
+            .push(format!("and {more} more problems in the directory tree"));
     }
+    problems.append(&mut w.problems);
     Ok(Walked {
         meta: w.meta,
         problems,

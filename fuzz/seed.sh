@@ -90,7 +90,7 @@ for mode, size, name in [(0x20, 4, "crc32"), (0x00, 0, "none")]:
 PY
 echo "image_reader:   $(ls "$images" | wc -l) seeds in $images"
 # Tiny volumes, made by each filesystem's own tools.
-for d in volume ext_volume fat_volume ntfs_volume disk_table mapfile; do
+for d in volume ext_volume fat_volume exfat_volume ntfs_volume disk_table mapfile; do
     mkdir -p "$fuzz/corpus/$d"
 done
 seed_vol() { # TARGET NAME FILE (each volume also seeds files_FS)
@@ -116,6 +116,18 @@ for f in 1 4; do
     MTOOLS_SKIP_CHECK=1 mcopy -i "$tmp/f.img" "$tmp/hello.txt" ::/DIR/HELLO.TXT
     seed_vol fat_volume "fat12-s$f" "$tmp/f.img"
 done
+# exFAT (exfatprogs): 1 MiB with 4 KiB boundary alignment, so that the
+# FAT, bitmap, up-case table and root directory sit in the first 40 KiB;
+# no files (filling one needs a mount). The 1 MiB test image, with files.
+if command -v mkfs.exfat >/dev/null; then
+    for c in 512 4K; do
+        rm -f "$tmp/x.img"; truncate -s 1M "$tmp/x.img"
+        mkfs.exfat -c "$c" -b 4K "$tmp/x.img" >/dev/null
+        cp "$tmp/x.img" "$fuzz/corpus/exfat_volume/exfat-c$c"
+        cp "$tmp/x.img" "$fuzz/corpus/volume/exfat-c$c"
+    done
+fi
+zstd -dcq "$root/testdata/exfat/exfat-tiny.img.zst" >"$fuzz/corpus/exfat_volume/exfat-tiny"
 # e2fsprogs' own test images, most of them corrupt, where the machine has
 # them (../shared/corpus/e2fsprogs; not committed): those of 2 MiB at most.
 if [ -d "$root/../shared/corpus/e2fsprogs" ]; then
@@ -217,7 +229,7 @@ PY
 mkdir -p "$fuzz/corpus/random_access"
 cp "$images"/* "$fuzz/corpus/ntfsclone_reader"/* "$fuzz/corpus/partclone_reader"/* \
     "$fuzz/corpus/random_access/" 2>/dev/null || true
-for d in volume ext_volume fat_volume ntfs_volume xfs_volume btrfs_volume disk_table mapfile random_access; do
+for d in volume ext_volume fat_volume exfat_volume ntfs_volume xfs_volume btrfs_volume disk_table mapfile random_access; do
     echo "$d: $(ls "$fuzz/corpus/$d" | wc -l) seeds"
 done
 echo "ntfsclone_reader: $(ls "$ntfsclone" | wc -l) seeds in $ntfsclone"

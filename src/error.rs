@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use crate::disk::DiskError;
 use crate::foreign::ForeignError;
+use crate::fs::exfat::ExfatError;
 use crate::fs::ext::ExtError;
 use crate::fs::fat::FatError;
 use crate::fs::xfs::XfsError;
@@ -119,6 +120,10 @@ pub enum Error {
     /// The FAT filesystem is corrupt.
     #[error(transparent)]
     Fat(#[from] FatError),
+
+    /// The exFAT filesystem is corrupt.
+    #[error(transparent)]
+    Exfat(#[from] ExfatError),
 
     /// The NTFS filesystem is corrupt or unsupported.
     #[error(transparent)]

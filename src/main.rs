@@ -111,7 +111,7 @@ struct Cli {
     )]
     retries: u32,
 
-    /// Copy only the filesystem's metadata (ext2/3/4, FAT, NTFS): the copy
+    /// Copy only the filesystem's metadata (ext2/3/4, FAT, exFAT, NTFS): the copy
     /// mounts and passes fsck, lists every file with its size, and every
     /// file reads as zeros.
     ///

@@ -279,6 +279,16 @@ fn fat_volumes() {
 }
 
 #[test]
+fn exfat_volumes() {
+    // 1 MiB, its metadata (boot regions, FAT, bitmap, up-case table, root
+    // and every directory) in the first 64 KiB where most mutations land.
+    let seeds = vec![image("exfat", "exfat-tiny")];
+    exercise("exfat_volume", &seeds, 2000, 64 << 10, |d| {
+        fsimg::fuzz::volume(d, FsChoice::Exfat)
+    });
+}
+
+#[test]
 fn ntfs_volumes() {
     let seeds = vec![decompressed("foreign/ntfs.vol.zst")];
     exercise("ntfs_volume", &seeds, 1500, 1 << 20, |d| {

@@ -4,13 +4,13 @@
 # volume or disk kept in RAM.
 #
 # Usage: tools/bench.sh mount [see tools/bench-mount.sh]
-#        tools/bench.sh [ext4|ntfs|fat32|xfs|btrfs|disk|all]
+#        tools/bench.sh [ext4|ntfs|fat32|exfat|xfs|btrfs|disk|all] [--size MIB] [--fill PCT] [--runs N]
 #                       [--seed N] [--only SCENARIOS] [--label TEXT] [--smoke]
 #                       [--no-md | --md FILE] [--profile] [--keep | --drop] [--no-pretouch]
 #                       [--no-settle]
 #   defaults: ext4, --runs 5; a volume --size 4096 --fill 40, the disk
 #             --size 8192 --fill 20
-#   all:      ext4, then ntfs, then fat32, then xfs, then btrfs, then disk
+#   all:      ext4, then ntfs, then fat32, then exfat, then xfs, then btrfs, then disk
 #   xfs:      filled through a loop mount; no files scenarios (fsimg ls,
 #             cat and extract do not read XFS)
 #   btrfs:    mkfs.btrfs (one device, DUP metadata), filled through a loop
@@ -25,7 +25,8 @@
 #             that fits is used instead, and said
 #   --only:   comma-separated subset of save,clone,restore,zstd,limit,pipe,gzip,files
 #             (and savefile, for the disk); files is cat and extract, which
-#             can also be asked for alone
+#             can also be asked for alone (not for exfat: fsimg cat/extract
+#             do not read exFAT)
 #   --smoke:  the CI form, to see that every tool still runs and every output
 #             checks out (the times mean little): volumes of 256 MiB at 40 %,
 #             the disk 512 MiB at 20 %, one round, --no-md --no-settle
@@ -50,13 +51,14 @@
 # Needs root (the volumes are filled through a loop or FUSE mount, FAT
 # through mtools), python3, e2fsprogs (mkfs.ext4, e2image, dumpe2fs,
 # e2fsck), ntfs-3g (mkntfs, ntfs-3g, ntfsclone, ntfsfix) and /dev/fuse,
-# dosfstools (mkfs.fat, fsck.fat), mtools, partclone (partclone.extfs,
-# partclone.ntfs, partclone.fat32, partclone.vfat), zstd, GNU time
+# dosfstools (mkfs.fat, fsck.fat), mtools, exfatprogs and exfat-fuse (for
+# exfat), partclone (partclone.extfs, partclone.ntfs, partclone.fat32,
+# partclone.vfat, partclone.exfat), zstd, GNU time
 # (/usr/bin/time), coreutils, util-linux (sfdisk and losetup, for the disk;
 # sfdisk is in Debian's fdisk package), and a C compiler for the partclone
 # sleep shim (optional).  Only the tools of the scenarios asked for are
 # needed.  On Debian/Ubuntu:
-#   apt-get install e2fsprogs ntfs-3g dosfstools mtools partclone zstd python3 time gcc fdisk
+#   apt-get install e2fsprogs ntfs-3g dosfstools mtools exfatprogs exfat-fuse partclone zstd python3 time gcc fdisk
 #
 # Each volume is built by tools/make-bench-fs.sh and cached in /dev/shm, so it
 # and every output stay in RAM (needs about 2.5x the volume size free in
@@ -130,7 +132,7 @@ fi
 fs=ext4 size="" fill="" runs="" smoke=0 seed=1 only="" md=$root/docs/benchmarks.md label="" profile=0 keep="" pretouch="" settle=""
 while [ $# -gt 0 ]; do
     case $1 in
-        ext4|ntfs|fat32|xfs|btrfs|disk|all) fs=$1; shift ;;
+        ext4|ntfs|fat32|exfat|xfs|btrfs|disk|all) fs=$1; shift ;;
         --size) size=$2; shift 2 ;;
         --fill) fill=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
@@ -158,11 +160,12 @@ case $runs in ''|*[!0-9]*|0) echo "bench: --runs must be a positive number" >&2;
 [ "$(id -u)" = 0 ] || { echo "bench: must run as root (the volume is filled through a loop or FUSE mount)" >&2; exit 1; }
 case $fs in
     all)
-        filesystems="ext4 ntfs fat32 xfs btrfs disk"
-        # NTFS volumes are filled through ntfs-3g, which needs FUSE; a
-        # machine without it (some CI containers) still runs the others.
+        filesystems="ext4 ntfs fat32 exfat xfs btrfs disk"
+        # NTFS and exFAT volumes are filled through ntfs-3g and exfat-fuse,
+        # which need FUSE; a machine without it (some CI containers) still
+        # runs the others.
         if [ ! -c /dev/fuse ]; then
-            echo "bench: no /dev/fuse for ntfs-3g: skipping ntfs" >&2
+            echo "bench: no /dev/fuse for ntfs-3g and exfat-fuse: skipping ntfs and exfat" >&2
             filesystems="ext4 fat32 xfs btrfs disk"
         fi
         ;;
@@ -175,6 +178,7 @@ for f in $filesystems; do
         ext4) tools="$tools mkfs.ext4 e2image dumpe2fs e2fsck partclone.extfs mount umount" ;;
         ntfs) tools="$tools mkntfs ntfs-3g ntfsclone ntfsfix ntfsinfo partclone.ntfs umount" ;;
         fat32) tools="$tools mkfs.fat fsck.fat mcopy mdel mshowfat partclone.fat32" ;;
+        exfat) tools="$tools mkfs.exfat tune.exfat fsck.exfat mount.exfat-fuse losetup partclone.exfat" ;;
         xfs) tools="$tools mkfs.xfs xfs_repair partclone.xfs mount umount" ;;
         btrfs) tools="$tools mkfs.btrfs btrfs partclone.btrfs mount umount" ;;
         disk) tools="$tools sfdisk losetup truncate mkfs.fat fsck.fat mcopy mdel mkfs.ext4 e2fsck

@@ -40,7 +40,7 @@ fi
 # Longest input each target reads (see fuzz/README.md); -timeout catches hangs.
 max_len() {
     case $1 in
-        volume|ext_volume|fat_volume|ntfs_volume|xfs_volume|btrfs_volume|files_ext|files_fat|files_ntfs) echo 2097152 ;;
+        volume|ext_volume|fat_volume|exfat_volume|ntfs_volume|xfs_volume|btrfs_volume|files_ext|files_fat|files_ntfs) echo 2097152 ;;
         disk_table) echo 2097153 ;;
         random_access) echo 1048576 ;;
         *) echo 65536 ;;

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Build (or reuse) a deterministic benchmark volume (ext4, NTFS, FAT32, XFS or
-# btrfs), or a whole disk (Raspberry Pi layout: MBR, FAT32 boot, ext4 root), in
-# /dev/shm.
+# Build (or reuse) a deterministic benchmark volume (ext4, NTFS, FAT32, exFAT,
+# XFS or btrfs), or a whole disk (Raspberry Pi layout: MBR, FAT32 boot, ext4
+# root), in /dev/shm.
 #
-# Usage: tools/make-bench-fs.sh [--fs ext4|ntfs|fat32|xfs|btrfs|disk] [--size MIB] [--fill PCT]
+# Usage: tools/make-bench-fs.sh [--fs ext4|ntfs|fat32|exfat|xfs|btrfs|disk] [--size MIB] [--fill PCT]
 #                               [--seed N] [--dir DIR]
 #        (defaults: ext4, 4096 MiB, 40 %, seed 1, DIR /dev/shm/fsimg-bench)
 #
@@ -18,18 +18,20 @@
 #               the clock);
 #        fat32  mkfs.fat -F 32 --invariant with a fixed volume ID (it writes
 #               only the reserved sectors, the FATs and the root cluster);
+#        exfat  mkfs.exfat (exfatprogs defaults: 4 KiB clusters below
+#               256 MiB, 32 KiB above) with a fixed serial (tune.exfat -I);
 #        xfs    mkfs.xfs -K (no discard) with a fixed UUID and label (v5
 #               defaults otherwise);
 #        btrfs  mkfs.btrfs -K (no TRIM) with a fixed UUID: DUP metadata,
 #               single data, crc32c;
 #   3. mount (ext4, XFS, btrfs and FAT32: kernel loop mount; NTFS: ntfs-3g through
-#      /dev/fuse), tools/bench-fill.py writes files from random.Random(seed)
+#      /dev/fuse; exFAT: exfat-fuse on a loop device), tools/bench-fill.py writes files from random.Random(seed)
 #      up to PCT % of the volume, plus ~10 % of the capacity in files that are
 #      deleted at the end (free blocks with stale data between the kept
 #      files).  Only directories and regular files, with 8.3 names and at
 #      most 256 MiB each, so the same tree fits FAT32;
 #   4. unmount, then check: e2fsck -fn, ntfsfix -n, fsck.fat -n,
-#      xfs_repair -n -f or btrfs check --readonly.
+#      fsck.exfat -n, xfs_repair -n -f or btrfs check --readonly.
 # A disk (--fs disk) is a sparse file, not prefilled (so that dd's sparse
 # clone of it fits in RAM next to it): sfdisk writes an MBR (label-id
 # 0x5a8b3c1d, as Raspberry Pi OS images: PARTUUID 5a8b3c1d-02), partition 1
@@ -60,7 +62,7 @@ while [ $# -gt 0 ]; do
         *) echo "make-bench-fs: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
-case $fs in ext4|ntfs|fat32|xfs|btrfs|disk) ;; *) echo "make-bench-fs: --fs must be ext4, ntfs, fat32, xfs, btrfs or disk" >&2; exit 2 ;; esac
+case $fs in ext4|ntfs|fat32|exfat|xfs|btrfs|disk) ;; *) echo "make-bench-fs: --fs must be ext4, ntfs, fat32, exfat, xfs, btrfs or disk" >&2; exit 2 ;; esac
 case $size in ''|*[!0-9]*) echo "make-bench-fs: --size must be MiB" >&2; exit 2 ;; esac
 case $fill in ''|*[!0-9]*) echo "make-bench-fs: --fill must be a percentage" >&2; exit 2 ;; esac
 [ "$size" -ge 256 ] || { echo "make-bench-fs: --size must be at least 256" >&2; exit 2; }
@@ -72,6 +74,7 @@ case $fs in
     fat32) fstools="mkfs.fat fsck.fat mcopy mdel" ;;
     xfs) fstools="mkfs.xfs xfs_repair" ;;
     btrfs) fstools="mkfs.btrfs btrfs" ;;
+    exfat) fstools="mkfs.exfat tune.exfat fsck.exfat mount.exfat-fuse losetup" ;;
     disk) fstools="sfdisk losetup truncate mkfs.fat fsck.fat mcopy mdel mkfs.ext4 e2fsck" ;;
 esac
 for tool in $fstools python3 sha256sum mount umount mountpoint; do
@@ -247,6 +250,16 @@ btrfs)
     mkfs_desc="mkfs.btrfs -K (btrfs-progs defaults otherwise: DUP metadata, single data, crc32c), filled through a loop mount"
     mount -o loop,noatime "$tmp" "$mnt"
     ;;
+exfat)
+    echo "make-bench-fs: mkfs.exfat" >&2
+    mkfs.exfat -L FSIMGBENCH "$tmp" >/dev/null
+    tune.exfat -I 0x6b656e63 "$tmp" >/dev/null
+    mkfs_desc="mkfs.exfat (exfatprogs defaults), filled through exfat-fuse"
+    # exfat-fuse mounts block devices only (fuseblk).
+    lx=$(losetup -f --show "$tmp")
+    loops="$lx"
+    mount.exfat-fuse -o noatime "$lx" "$mnt" 2>/dev/null
+    ;;
 fat32)
     echo "make-bench-fs: mkfs.fat -F 32" >&2
     mkfs.fat -F 32 --invariant -i 6b656e63 -n FSIMGBENCH "$tmp" >/dev/null
@@ -278,10 +291,17 @@ if [ -n "$fusepid" ]; then
     fusepid=""
 fi
 
+if [ "$fs" = exfat ]; then
+    losetup -d "$lx"
+    loops=""
+fi
 case $fs in
 ext4)
     echo "make-bench-fs: e2fsck -fn" >&2
     e2fsck -fn "$tmp" >&2 ;;
+exfat)
+    echo "make-bench-fs: fsck.exfat -n" >&2
+    fsck.exfat -n "$tmp" >&2 ;;
 ntfs)
     echo "make-bench-fs: ntfsfix -n" >&2
     ntfsfix -n "$tmp" >&2 ;;

@@ -111,7 +111,8 @@ struct Cli {
     )]
     retries: u32,
 
-    /// Copy only the filesystem's metadata (ext2/3/4, FAT, exFAT, NTFS): the copy
+    /// Copy only the filesystem's metadata (ext2/3/4, FAT, exFAT, NTFS,
+    /// btrfs): the copy
     /// mounts and passes fsck, lists every file with its size, and every
     /// file reads as zeros.
     ///
@@ -126,6 +127,8 @@ struct Cli {
     /// its name and metadata_csum checksums every directory block, so new
     /// names would fail e2fsck (as e2image -s images do). See README.md.
     ///
+    /// btrfs tree blocks are copied as they are (their checksums cover
+    /// them): files small enough to be stored inline keep their contents.
     /// XFS is refused (its metadata is found through every inode's extent
     /// tree): use xfs_metadump.
     #[arg(short = 'm', long, conflicts_with_all = ["restore_image", "rescue"])]
